@@ -1,0 +1,86 @@
+"""The dense head: ``Z = X W + b`` (article §1, §7) and ``flatten``.
+
+Backward, written by hand::
+
+    dX = dZ Wᵀ        dW = Xᵀ dZ        db = Σ_n dZ[n]
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._checks import acc_dtype, as_float_array, same_dtype
+
+__all__ = ["dense", "flatten"]
+
+
+def _forward(x, w, b):
+    z = jnp.matmul(x, w, preferred_element_type=acc_dtype(x.dtype))
+    if b is not None:
+        z = z + b.astype(z.dtype)
+    return z.astype(x.dtype)
+
+
+@jax.custom_vjp
+def _dense(x, w, b):
+    return _forward(x, w, b)
+
+
+def _dense_fwd(x, w, b):
+    return _forward(x, w, b), (x, w, b)
+
+
+def _dense_bwd(res, g):
+    x, w, b = res
+    acc = acc_dtype(g.dtype)
+    dx = jnp.matmul(g, w.T, preferred_element_type=acc).astype(x.dtype)
+    dw = jnp.matmul(x.T, g, preferred_element_type=acc).astype(w.dtype)
+    db = None if b is None else jnp.sum(g, axis=0, dtype=acc).astype(b.dtype)
+    return dx, dw, db
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense(
+    x: jax.typing.ArrayLike, w: jax.typing.ArrayLike, b: jax.typing.ArrayLike | None = None
+) -> jax.Array:
+    """Fully connected layer ``X W + b``.
+
+    Args:
+      x: ``(N, D_in)``.
+      w: ``(D_in, D_out)``.
+      b: optional ``(D_out,)``.
+
+    Returns:
+      ``(N, D_out)`` in ``x``'s dtype (bf16/f16 accumulate in f32).
+    """
+    fn = "dense"
+    x, w = as_float_array(x, "x", fn), as_float_array(w, "w", fn)
+    b = None if b is None else as_float_array(b, "b", fn)
+    if x.ndim != 2 or w.ndim != 2:
+        raise ValueError(
+            f"{fn}: x must be (N, D_in) and w (D_in, D_out), got x.shape={x.shape}, "
+            f"w.shape={w.shape} (flatten conv features first: jcnn.flatten)"
+        )
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"{fn}: x has {x.shape[1]} features but w expects {w.shape[0]} "
+            f"(x.shape={x.shape}, w.shape={w.shape})"
+        )
+    if b is not None and b.shape != (w.shape[1],):
+        raise ValueError(
+            f"{fn}: b must have shape ({w.shape[1]},), got b.shape={b.shape} "
+            f"(w.shape={w.shape})"
+        )
+    same_dtype(fn, x=x, w=w, b=b)
+    return _dense(x, w, b)
+
+
+def flatten(x: jax.typing.ArrayLike) -> jax.Array:
+    """``(N, ...) → (N, -1)``: channels-last features in row-major order."""
+    x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"flatten: x must have a batch dim, got x.shape={x.shape}")
+    return x.reshape(x.shape[0], -1)

@@ -1,0 +1,299 @@
+"""Max and average pooling as windowed reductions, with hand-written backwards.
+
+Layout is channels-last, ``x`` is ``(N, *spatial, C)``; each channel is pooled
+on its own (article §10).  The windows are the same strided slices ``conv``
+sums over (:mod:`jcnn.window`); pooling reduces them with ``max`` or the mean.
+
+Backward (§11): pooling has no parameters and only routes gradients.
+
+* max: each window's cotangent goes to **the first maximal element in
+  row-major window order** (the rule of ``lax.reduce_window`` and PyTorch's
+  CPU kernel).  Ties never split or duplicate a gradient: the total a window
+  sends down is exactly its incoming cotangent.  A window holding a NaN
+  outputs NaN and sends its cotangent to its first NaN.  Padding never wins
+  (it acts as −inf); a window of only −inf sends to its first real element.
+  Overlapping windows (stride < window) accumulate.
+* average: each cotangent is spread evenly over the elements its window
+  counted — ``dX += dY / divisor`` — matching the forward's divisor.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import window as win
+from ._checks import acc_dtype, as_float_array, check_batched
+from .padding import PaddingLike, ntuple, padding_pairs
+
+__all__ = ["max_pool", "avg_pool", "global_max_pool", "global_avg_pool"]
+
+
+def _canonicalize(fn, x, window, stride, padding, ceil_mode):
+    """Check a pool call; returns ``(x, window, stride, pads, out_shape, pads_total)``.
+
+    ``pads`` is the declared padding; ``pads_total`` adds the high-side overhang
+    that ``ceil_mode`` lets the last window reach (never counted by any divisor).
+    """
+    x = as_float_array(x, "x", fn)
+    nd = check_batched(x, "x", fn)
+    if nd > 3:
+        raise ValueError(f"{fn}: 1 to 3 spatial dims are supported, got x.shape={x.shape}")
+    window = ntuple(window, nd, "window", fn)
+    stride = window if stride is None else ntuple(stride, nd, "stride", fn)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `ceil_mode` must be a bool, got {ceil_mode!r}")
+    sizes = x.shape[1:-1]
+    pads = padding_pairs(padding, sizes, window, stride, (1,) * nd, fn)
+    out_shape, pads_total = [], []
+    for i, (n, f, s, (lo, hi)) in enumerate(zip(sizes, window, stride, pads)):
+        if lo > f // 2 or hi > f // 2:
+            raise ValueError(
+                f"{fn}: padding ({lo}, {hi}) in spatial dim {i} is wider than half the "
+                f"window ({f} // 2 = {f // 2}) (x.shape={x.shape}, window={window})"
+            )
+        span = n + lo + hi - f
+        if span < 0:
+            raise ValueError(
+                f"{fn}: window {f} is larger than the padded input ({n} + {lo} + {hi} = "
+                f"{n + lo + hi}) in spatial dim {i} (x.shape={x.shape}, window={window})"
+            )
+        out = span // s + 1
+        if ceil_mode:
+            out = -(-span // s) + 1
+            if (out - 1) * s >= n + lo:  # the last window would start in the padding
+                out -= 1
+        out_shape.append(out)
+        pads_total.append((lo, hi + max((out - 1) * s + f - (n + lo + hi), 0)))
+    return x, window, stride, pads, tuple(out_shape), tuple(pads_total)
+
+
+def _window_counts(sizes, window, stride, pads, out_shape, include_pad):
+    """Static ``(1, *out, 1)`` array: how many elements each window counts."""
+    per_dim = []
+    for n, f, s, (lo, hi), m in zip(sizes, window, stride, pads, out_shape):
+        first = np.arange(m)[:, None] * s + np.arange(f)[None, :]  # padded coords
+        lo_ok, hi_ok = (0, n + lo + hi) if include_pad else (lo, lo + n)
+        per_dim.append(((first >= lo_ok) & (first < hi_ok)).sum(axis=1))
+    counts = per_dim[0]
+    for c in per_dim[1:]:
+        counts = np.multiply.outer(counts, c)
+    return np.maximum(counts, 1).reshape(1, *out_shape, 1)
+
+
+def _real_mask(offset, sizes, stride, pads, out_shape):
+    """Static ``(1, *out, 1)`` bool: does offset ``offset`` land on a real element?"""
+    mask = np.ones((), bool)
+    for k, n, s, (lo, _), m in zip(offset, sizes, stride, pads, out_shape):
+        pos = np.arange(m) * s + k
+        mask = np.logical_and.outer(mask, (pos >= lo) & (pos < lo + n))
+    return mask.reshape(1, *out_shape, 1)
+
+
+def _crop(xp, pads_total, sizes):
+    return win.pad_spatial(xp, [(-lo, -(p - lo - n)) for (lo, _), n, p in
+                                zip(pads_total, sizes, xp.shape[1:-1])])
+
+
+# --------------------------------------------------------------------------- #
+# max pooling
+# --------------------------------------------------------------------------- #
+def _max_forward(x, window, stride, pads_total, out_shape):
+    xp = win.pad_spatial(x, pads_total, -jnp.inf)
+    out = None
+    for k in win.offsets(window):
+        sl = win.window_slice(xp, k, out_shape, stride, (1,) * len(window))
+        out = sl if out is None else jnp.maximum(out, sl)  # NaN propagates
+    return out
+
+
+def max_pool_mask(x, y, window, stride, pads_total, out_shape):
+    """Yield ``(offset, hit)``: ``hit`` marks, per output, whether the window's
+    first maximum (row-major) sits at ``offset``.  Exactly one hit per window."""
+    xp = win.pad_spatial(x, pads_total, -jnp.inf)
+    sizes = x.shape[1:-1]
+    padded = any(lo or hi for lo, hi in pads_total)
+    y_nan = jnp.isnan(y)
+    taken = jnp.zeros(y.shape, bool)
+    for k in win.offsets(window):
+        sl = win.window_slice(xp, k, out_shape, stride, (1,) * len(window))
+        hit = ((sl == y) | (jnp.isnan(sl) & y_nan)) & ~taken
+        if padded:
+            hit = hit & _real_mask(k, sizes, stride, pads_total, out_shape)
+        taken = taken | hit
+        yield k, hit
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _max_pool(x, window, stride, pads_total, out_shape):
+    return _max_forward(x, window, stride, pads_total, out_shape)
+
+
+def _max_pool_fwd(x, window, stride, pads_total, out_shape):
+    y = _max_forward(x, window, stride, pads_total, out_shape)
+    return y, (x, y)
+
+
+def _max_pool_bwd(window, stride, pads_total, out_shape, res, g):
+    x, y = res
+    padded_shape = [n + lo + hi for n, (lo, hi) in zip(x.shape[1:-1], pads_total)]
+    dxp = None
+    zero = jnp.zeros((), g.dtype)
+    for k, hit in max_pool_mask(x, y, window, stride, pads_total, out_shape):
+        term = win.scatter_slice(jnp.where(hit, g, zero), k, padded_shape, stride,
+                                 (1,) * len(window))
+        dxp = term if dxp is None else dxp + term
+    return (_crop(dxp, pads_total, x.shape[1:-1]),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool(
+    x: jax.typing.ArrayLike,
+    window: int | tuple[int, ...],
+    *,
+    stride: int | tuple[int, ...] | None = None,
+    padding: PaddingLike = "VALID",
+    ceil_mode: bool = False,
+) -> jax.Array:
+    """Max pooling over ``(N, *spatial, C)`` (1–3 spatial dims), channels pooled apart.
+
+    ``Y[n, p, c] = max_k X_pad[n, p·s + k, c]``
+
+    Args:
+      x: input ``(N, *spatial, C)``.
+      window: window size, an int or one per spatial dim.
+      stride: defaults to ``window``.
+      padding: same forms as :func:`jcnn.conv`; padding acts as −inf (never
+        wins) and may be at most half the window on each side (as PyTorch).
+      ceil_mode: PyTorch's rule — round the output size up, so a last window
+        may overhang the input (it never starts in the padding).
+
+    Backward: each window's cotangent goes to its first maximal element in
+    row-major window order; ties are not split, NaN windows route to their
+    first NaN (see the module docstring).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+      >>> jcnn.max_pool(x, 2)[0, :, :, 0]
+      Array([[ 5.,  7.],
+             [13., 15.]], dtype=float32)
+    """
+    x, window, stride, _, out_shape, pads_total = _canonicalize(
+        "max_pool", x, window, stride, padding, ceil_mode
+    )
+    return _max_pool(x, window, stride, pads_total, out_shape)
+
+
+# --------------------------------------------------------------------------- #
+# average pooling
+# --------------------------------------------------------------------------- #
+def _avg_forward(x, window, stride, pads_total, out_shape, counts):
+    xp = win.pad_spatial(x, pads_total)
+    acc = acc_dtype(x.dtype)
+    total = None
+    for k in win.offsets(window):
+        sl = win.window_slice(xp, k, out_shape, stride, (1,) * len(window)).astype(acc)
+        total = sl if total is None else total + sl
+    return (total / counts.astype(acc)).astype(x.dtype)
+
+
+class _Static:
+    """Hashable static divisor array (plus the input's spatial sizes)."""
+
+    def __init__(self, array: np.ndarray, sizes: tuple[int, ...]):
+        self.array, self.sizes = array, sizes
+
+    def __hash__(self):
+        return hash((self.sizes, self.array.shape, self.array.tobytes()))
+
+    def __eq__(self, other):
+        return (isinstance(other, _Static) and self.sizes == other.sizes
+                and np.array_equal(self.array, other.array))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _avg_pool(x, window, stride, pads_total, out_shape, counts):
+    return _avg_forward(x, window, stride, pads_total, out_shape, counts.array)
+
+
+def _avg_pool_fwd(x, window, stride, pads_total, out_shape, counts):
+    y = _avg_forward(x, window, stride, pads_total, out_shape, counts.array)
+    return y, None  # linear in x: the backward needs no residual
+
+
+def _avg_pool_bwd(window, stride, pads_total, out_shape, counts, _, g):
+    sizes = counts.sizes
+    padded_shape = [n + lo + hi for n, (lo, hi) in zip(sizes, pads_total)]
+    acc = acc_dtype(g.dtype)
+    share = g.astype(acc) / counts.array.astype(acc)  # dX += dY / divisor
+    dxp = None
+    for k in win.offsets(window):
+        term = win.scatter_slice(share, k, padded_shape, stride, (1,) * len(window))
+        dxp = term if dxp is None else dxp + term
+    return (_crop(dxp, pads_total, sizes).astype(g.dtype),)
+
+
+_avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)
+
+
+def avg_pool(
+    x: jax.typing.ArrayLike,
+    window: int | tuple[int, ...],
+    *,
+    stride: int | tuple[int, ...] | None = None,
+    padding: PaddingLike = "VALID",
+    count_include_pad: bool = True,
+    ceil_mode: bool = False,
+) -> jax.Array:
+    """Average pooling over ``(N, *spatial, C)`` (1–3 spatial dims).
+
+    ``Y[n, p, c] = (1 / divisor[p]) Σ_k X_pad[n, p·s + k, c]``
+
+    Args:
+      x: input ``(N, *spatial, C)``.
+      window: window size, an int or one per spatial dim.
+      stride: defaults to ``window``.
+      padding: same forms as :func:`jcnn.conv`, at most half the window per side.
+      count_include_pad: PyTorch's rule — ``True`` divides by the window size
+        (the declared padding counts, a ``ceil_mode`` overhang does not);
+        ``False`` divides by the number of real input elements in the window.
+      ceil_mode: round the output size up (PyTorch's rule).
+
+    Backward: ``dX += dY / divisor`` spread over each window's counted elements.
+    bf16/f16 inputs are summed in f32.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.avg_pool(jnp.arange(16.0).reshape(1, 4, 4, 1), 2)[0, :, :, 0]
+      Array([[ 2.5,  4.5],
+             [10.5, 12.5]], dtype=float32)
+    """
+    fn = "avg_pool"
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `count_include_pad` must be a bool, got {count_include_pad!r}")
+    x, window, stride, pads, out_shape, pads_total = _canonicalize(
+        fn, x, window, stride, padding, ceil_mode
+    )
+    counts = _window_counts(x.shape[1:-1], window, stride, pads, out_shape,
+                            bool(count_include_pad))
+    return _avg_pool(x, window, stride, pads_total, out_shape, _Static(counts, x.shape[1:-1]))
+
+
+def global_max_pool(x: jax.typing.ArrayLike) -> jax.Array:
+    """Max over all spatial positions: ``(N, *spatial, C) → (N, C)`` (first-max rule)."""
+    x = as_float_array(x, "x", "global_max_pool")
+    check_batched(x, "x", "global_max_pool")
+    return max_pool(x, x.shape[1:-1]).reshape(x.shape[0], x.shape[-1])
+
+
+def global_avg_pool(x: jax.typing.ArrayLike) -> jax.Array:
+    """Mean over all spatial positions: ``(N, *spatial, C) → (N, C)``."""
+    x = as_float_array(x, "x", "global_avg_pool")
+    check_batched(x, "x", "global_avg_pool")
+    return avg_pool(x, x.shape[1:-1]).reshape(x.shape[0], x.shape[-1])
