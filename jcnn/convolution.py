@@ -83,7 +83,7 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
     if strategy == "gather":
         patches = jnp.stack(slices, axis=-2)  # (N, *out, K, C_in)
         if groups == 1:
-            flat = patches.reshape(*patches.shape[:-2], -1)
+            flat = patches.reshape(*patches.shape[:-2], len(slices) * cig)
             return jnp.matmul(
                 flat, w.reshape(-1, c_out), preferred_element_type=acc
             )

@@ -42,6 +42,7 @@ def _as_int(value, name: str, fn: str) -> int:
 
 def ntuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple[int, ...]:
     """An int or a length-``n`` sequence of ints, as a tuple; each ``>= minimum``."""
+    given = value
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         if isinstance(value, np.ndarray) and value.ndim == 1:
             value = tuple(value.tolist())
@@ -53,7 +54,7 @@ def ntuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple[int,
         )
     out = tuple(_as_int(v, name, fn) for v in value)
     if any(v < minimum for v in out):
-        raise ValueError(f"{fn}: `{name}` must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{fn}: `{name}` must be >= {minimum}, got {given!r}")
     return out
 
 

@@ -4,6 +4,13 @@ Layout is channels-last, ``x`` is ``(N, *spatial, C)``; each channel is pooled
 on its own (article §10).  The windows are the same strided slices ``conv``
 sums over (:mod:`jcnn.window`); pooling reduces them with ``max`` or the mean.
 
+Both reductions are separable — the max (sum) over a box is the max (sum)
+over its first dim of the maxes (sums) over the rest — so an N-d window is
+reduced one spatial dim at a time: ``f₁ + f₂`` slices instead of ``f₁·f₂``.
+Reducing the last dim first, the row-major first maximum of a box is exactly
+the first maximum (along dim 1) of the rows' first maxima, so chaining the
+1-D backward rules gives the N-d rule below.
+
 Backward (§11): pooling has no parameters and only routes gradients.
 
 * max: each window's cotangent goes to **the first maximal element in
@@ -101,6 +108,34 @@ def _crop(xp, pads_total, sizes):
 # --------------------------------------------------------------------------- #
 # max pooling
 # --------------------------------------------------------------------------- #
+def _one_dim(i, window, stride, pads_total, out_shape, sizes):
+    """Window, stride, padding and output shape of the 1-D pass along spatial dim ``i``."""
+    nd = len(window)
+    unit = [1] * nd
+    w1, s1 = list(unit), list(unit)
+    w1[i], s1[i] = window[i], stride[i]
+    p1 = [(0, 0)] * nd
+    p1[i] = pads_total[i]
+    shape = list(sizes)
+    shape[i] = out_shape[i]
+    return tuple(w1), tuple(s1), tuple(p1), tuple(shape)
+
+
+def _passes(window, stride, pads_total, out_shape, sizes):
+    """The 1-D passes (skipping trivial dims), as ``(window, stride, pads, out)``.
+
+    The last spatial dim goes first: the first maximum (along dim 1) of the
+    rows' first maxima is then the box's first maximum in row-major order."""
+    out, cur = [], list(sizes)
+    for i in reversed(range(len(window))):
+        if window[i] == 1 and stride[i] == 1 and pads_total[i] == (0, 0):
+            continue
+        w1, s1, p1, _ = _one_dim(i, window, stride, pads_total, out_shape, cur)
+        cur[i] = out_shape[i]
+        out.append((w1, s1, p1, tuple(cur)))
+    return out
+
+
 def _max_forward(x, window, stride, pads_total, out_shape):
     xp = win.pad_spatial(x, pads_total, -jnp.inf)
     out = None
@@ -187,20 +222,44 @@ def max_pool(
     x, window, stride, _, out_shape, pads_total = _canonicalize(
         "max_pool", x, window, stride, padding, ceil_mode
     )
-    return _max_pool(x, window, stride, pads_total, out_shape)
+    for w1, s1, p1, o1 in _passes(window, stride, pads_total, out_shape, x.shape[1:-1]):
+        x = _max_pool(x, w1, s1, p1, o1)  # one spatial dim at a time (separable)
+    return x
 
 
 # --------------------------------------------------------------------------- #
 # average pooling
 # --------------------------------------------------------------------------- #
+def _window_sum(x, window, stride, pads_total, out_shape):
+    """Σ over each window, one spatial dim at a time, in the accumulation dtype."""
+    x = x.astype(acc_dtype(x.dtype))
+    for w1, s1, p1, o1 in _passes(window, stride, pads_total, out_shape, x.shape[1:-1]):
+        xp = win.pad_spatial(x, p1)
+        total = None
+        for k in win.offsets(w1):
+            sl = win.window_slice(xp, k, o1, s1, (1,) * len(w1))
+            total = sl if total is None else total + sl
+        x = total
+    return x
+
+
+def _window_spread(g, window, stride, pads_total, out_shape, sizes):
+    """Transpose of ``_window_sum``: each value added back over its window."""
+    passes = _passes(window, stride, pads_total, out_shape, sizes)
+    in_shapes = [tuple(sizes)] + [o1 for *_, o1 in passes[:-1]]
+    for (w1, s1, p1, _), shape in zip(reversed(passes), reversed(in_shapes)):
+        padded_shape = [n + lo + hi for n, (lo, hi) in zip(shape, p1)]
+        dxp = None
+        for k in win.offsets(w1):
+            term = win.scatter_slice(g, k, padded_shape, s1, (1,) * len(w1))
+            dxp = term if dxp is None else dxp + term
+        g = _crop(dxp, p1, shape)
+    return g
+
+
 def _avg_forward(x, window, stride, pads_total, out_shape, counts):
-    xp = win.pad_spatial(x, pads_total)
-    acc = acc_dtype(x.dtype)
-    total = None
-    for k in win.offsets(window):
-        sl = win.window_slice(xp, k, out_shape, stride, (1,) * len(window)).astype(acc)
-        total = sl if total is None else total + sl
-    return (total / counts.astype(acc)).astype(x.dtype)
+    total = _window_sum(x, window, stride, pads_total, out_shape)
+    return (total / counts.astype(total.dtype)).astype(x.dtype)
 
 
 class _Static:
@@ -228,15 +287,10 @@ def _avg_pool_fwd(x, window, stride, pads_total, out_shape, counts):
 
 
 def _avg_pool_bwd(window, stride, pads_total, out_shape, counts, _, g):
-    sizes = counts.sizes
-    padded_shape = [n + lo + hi for n, (lo, hi) in zip(sizes, pads_total)]
     acc = acc_dtype(g.dtype)
     share = g.astype(acc) / counts.array.astype(acc)  # dX += dY / divisor
-    dxp = None
-    for k in win.offsets(window):
-        term = win.scatter_slice(share, k, padded_shape, stride, (1,) * len(window))
-        dxp = term if dxp is None else dxp + term
-    return (_crop(dxp, pads_total, sizes).astype(g.dtype),)
+    dx = _window_spread(share, window, stride, pads_total, out_shape, counts.sizes)
+    return (dx.astype(g.dtype),)
 
 
 _avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)

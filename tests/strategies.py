@@ -1,0 +1,139 @@
+"""Shared Hypothesis strategies and lax oracles for the windowed ops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import strategies as st
+from jax import lax
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    x_shape: tuple
+    w_shape: tuple
+    stride: tuple
+    padding: object  # any public padding form
+    pads: tuple  # the same padding as explicit (low, high) pairs
+    dilation: tuple
+    groups: int
+    bias: bool
+    seed: int
+
+    @property
+    def nd(self):
+        return len(self.stride)
+
+    def arrays(self, dtype=np.float64):
+        rng = np.random.default_rng(self.seed)
+        x = rng.standard_normal(self.x_shape).astype(dtype)
+        w = rng.standard_normal(self.w_shape).astype(dtype)
+        b = rng.standard_normal(self.w_shape[-1]).astype(dtype) if self.bias else None
+        return x, w, b
+
+    def kwargs(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+
+def _same_pair(n, f, s, d):
+    out = -(-n // s)
+    total = max((out - 1) * s + (f - 1) * d + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+@st.composite
+def conv_cases(draw, nd=None, max_kernel=5, max_stride=3, max_dilation=3, batch=(1, 2)):
+    """Compatible conv arguments: every padding form, groups, even kernels, s > f."""
+    nd = draw(st.sampled_from([1, 2, 3])) if nd is None else nd
+    kmax = min(max_kernel, 3) if nd == 3 else max_kernel
+    window = tuple(draw(st.integers(1, kmax)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, max_stride)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, max_dilation if nd < 3 else 2)) for _ in range(nd))
+    form = draw(st.sampled_from(["VALID", "SAME", "same", "int", "ints", "pairs"]))
+    if form == "int":
+        p = draw(st.integers(0, 3))
+        pads_raw, padding = [(p, p)] * nd, p
+    elif form == "ints":
+        ps = [draw(st.integers(0, 3)) for _ in range(nd)]
+        pads_raw, padding = [(p, p) for p in ps], tuple(ps)
+    elif form == "pairs":
+        pads_raw = [(draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(nd)]
+        padding = tuple(pads_raw)
+    else:
+        pads_raw, padding = None, form
+    sizes = []
+    for i in range(nd):
+        f_eff = (window[i] - 1) * dilation[i] + 1
+        extra = pads_raw[i][0] + pads_raw[i][1] if pads_raw else 0
+        lo = max(1, f_eff - extra) if form not in ("SAME", "same") else 1
+        sizes.append(draw(st.integers(lo, lo + (3 if nd == 3 else 5))))
+    if pads_raw is None:
+        pads = (tuple(_same_pair(n, f, s, d) for n, f, s, d in
+                      zip(sizes, window, stride, dilation)) if form != "VALID"
+                else ((0, 0),) * nd)
+    else:
+        pads = tuple(pads_raw)
+    groups = draw(st.integers(1, 3))
+    cig = draw(st.integers(1, 3))
+    cog = draw(st.integers(1, 3))
+    n = draw(st.sampled_from(batch))
+    return ConvCase(
+        x_shape=(n, *sizes, groups * cig),
+        w_shape=(*window, cig, groups * cog),
+        stride=stride, padding=padding, pads=pads, dilation=dilation, groups=groups,
+        bias=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+def lax_conv(x, w, b=None, *, stride, pads, dilation, groups):
+    """The oracle: ``lax.conv_general_dilated`` in channels-last layout."""
+    nd = x.ndim - 2
+    sp = "DHW"[3 - nd:] if nd <= 3 else "".join(chr(ord("a") + i) for i in range(nd))
+    dn = lax.conv_dimension_numbers(x.shape, w.shape, (f"N{sp}C", f"{sp}IO", f"N{sp}C"))
+    y = lax.conv_general_dilated(
+        x, w, tuple(stride), tuple(pads), rhs_dilation=tuple(dilation),
+        dimension_numbers=dn, feature_group_count=groups,
+        precision=lax.Precision.HIGHEST,
+    )
+    return y if b is None else y + b
+
+
+def lax_max_pool(x, window, stride, pads):
+    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *window, 1), (1, *stride, 1),
+                             ((0, 0), *pads, (0, 0)))
+
+
+def lax_sum_pool(x, window, stride, pads):
+    return lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, *window, 1),
+                             (1, *stride, 1), ((0, 0), *pads, (0, 0)))
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    x_shape: tuple
+    window: tuple
+    stride: tuple
+    padding: object
+    pads: tuple
+    seed: int
+
+
+@st.composite
+def pool_cases(draw, nd=None):
+    """Pool arguments within PyTorch's rule (padding <= window // 2 per side)."""
+    nd = draw(st.sampled_from([1, 2, 3])) if nd is None else nd
+    window = tuple(draw(st.integers(1, 3 if nd == 3 else 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    pads = tuple((draw(st.integers(0, f // 2)), draw(st.integers(0, f // 2))) for f in window)
+    form = draw(st.sampled_from(["pairs", "VALID"]))
+    if form == "VALID":
+        pads = ((0, 0),) * nd
+    sizes = tuple(draw(st.integers(max(1, f - lo - hi), f + 4)) for f, (lo, hi) in
+                  zip(window, pads))
+    n = draw(st.integers(1, 2))
+    c = draw(st.integers(1, 3))
+    return PoolCase((n, *sizes, c), window, stride, pads if form == "pairs" else "VALID",
+                    pads, draw(st.integers(0, 2**31 - 1)))
