@@ -1,1 +1,290 @@
-"""placeholder"""
+"""A functional layer API in the stax/optax tradition.
+
+A layer is a :class:`Layer` — a NamedTuple of two pure functions::
+
+    init(key, input_shape) -> (output_shape, params)
+    apply(params, x, *, key=None, train=False) -> y
+
+Shapes are channels-last and include the batch dim (which may be ``-1``).
+Params are plain pytrees — a dict of arrays per layer, a tuple of those for
+:func:`serial` — so optax, ``jax.tree_util`` and checkpointing take them as
+they are.
+
+Example::
+
+    model = nn.serial(nn.Conv(16, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool(2),
+                      nn.Flatten, nn.Dense(10))
+    out_shape, params = model.init(jax.random.key(0), (-1, 8, 8, 1))
+    logits = model.apply(params, x)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import activations, linear, pooling
+from .convolution import conv
+from .padding import PaddingLike
+
+__all__ = [
+    "Layer", "Conv", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "GlobalMaxPool",
+    "Flatten", "Dropout", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+    "serial", "summary", "summary_rows", "he_normal", "glorot_uniform", "param_count",
+]
+
+
+class Layer(NamedTuple):
+    """``init(key, input_shape) -> (output_shape, params)``; ``apply(params, x, *, key, train)``.
+
+    ``name`` labels the layer in errors and :func:`summary`; ``layers`` holds
+    the children of a :func:`serial` composition.
+    """
+
+    init: Callable[..., tuple[tuple[int, ...], Any]]
+    apply: Callable[..., jax.Array]
+    name: str = "layer"
+    layers: tuple = ()
+
+
+# ----------------------------------------------------------------- initialisers
+def he_normal(key, shape, fan_in, dtype=jnp.float32):
+    """He/Kaiming normal: ``N(0, 2 / fan_in)`` — keeps ReLU activations' scale."""
+    return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
+
+
+def glorot_uniform(key, shape, fan_in, fan_out=None, dtype=jnp.float32):
+    """Glorot/Xavier uniform: ``U(±sqrt(6 / (fan_in + fan_out)))``."""
+    fan_out = shape[-1] if fan_out is None else fan_out
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+def param_count(params) -> int:
+    """Total number of scalars in a params pytree."""
+    return sum(int(math.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+
+
+def _shape_of(fn, input_shape, *arg_shapes):
+    """Output shape of ``fn`` on an input of ``input_shape`` (batch -1 → 1), by tracing."""
+    concrete = tuple(1 if d == -1 else d for d in input_shape)
+    structs = [jax.ShapeDtypeStruct(concrete, jnp.float32)]
+    structs += [jax.ShapeDtypeStruct(s, jnp.float32) for s in arg_shapes]
+    out = jax.eval_shape(fn, *structs).shape
+    return (input_shape[0], *out[1:])
+
+
+def _no_params(key, input_shape):
+    return tuple(input_shape), {}
+
+
+# ----------------------------------------------------------------- layers
+def Conv(
+    out_channels: int,
+    window: int | Sequence[int],
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: PaddingLike = "VALID",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    use_bias: bool = True,
+    w_init=he_normal,
+) -> Layer:
+    """N-d convolution layer (:func:`jcnn.conv`); kernel ``(*window, C_in/groups, C_out)``.
+
+    ``window`` is an int (the same size in every spatial dim of the input) or
+    one int per spatial dim.  Params: ``{"w": kernel, "b": bias}``.
+    """
+    opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def init(key, input_shape):
+        nd = len(input_shape) - 2
+        win = (window,) * nd if isinstance(window, int) else tuple(window)
+        if nd < 1 or len(win) != nd:
+            raise ValueError(
+                f"Conv: input shape {tuple(input_shape)} does not match the window {win} "
+                f"(need (N, *spatial, C) with {len(win)} spatial dims)"
+            )
+        c_in = input_shape[-1]
+        if c_in % groups:
+            raise ValueError(f"Conv: `groups` (={groups}) must divide the input channels "
+                             f"(={c_in}) of input shape {tuple(input_shape)}")
+        w_shape = (*win, c_in // groups, out_channels)
+        out_shape = _shape_of(lambda x, w: conv(x, w, **opts), input_shape, w_shape)
+        fan_in = math.prod(win) * (c_in // groups)
+        params = {"w": w_init(key, w_shape, fan_in)}
+        if use_bias:
+            params["b"] = jnp.zeros((out_channels,), jnp.float32)
+        return out_shape, params
+
+    def apply(params, x, *, key=None, train=False):
+        return conv(x, params["w"], params.get("b"), **opts)
+
+    return Layer(init, apply, "Conv")
+
+
+def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) -> Layer:
+    """Fully connected layer (:func:`jcnn.dense`) on ``(N, D)`` inputs."""
+
+    def init(key, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"Dense: expects (N, D) input, got shape {tuple(input_shape)}; "
+                "put Flatten (or GlobalAvgPool) before it"
+            )
+        d_in = input_shape[1]
+        params = {"w": w_init(key, (d_in, out_features), d_in)}
+        if use_bias:
+            params["b"] = jnp.zeros((out_features,), jnp.float32)
+        return (input_shape[0], out_features), params
+
+    def apply(params, x, *, key=None, train=False):
+        return linear.dense(x, params["w"], params.get("b"))
+
+    return Layer(init, apply, "Dense")
+
+
+def _pool_layer(name, fn, **opts) -> Layer:
+    def init(key, input_shape):
+        return _shape_of(lambda x: fn(x, **opts), input_shape), {}
+
+    def apply(params, x, *, key=None, train=False):
+        return fn(x, **opts)
+
+    return Layer(init, apply, name)
+
+
+def MaxPool(window, *, stride=None, padding: PaddingLike = "VALID", ceil_mode=False) -> Layer:
+    """:func:`jcnn.max_pool` as a layer."""
+    return _pool_layer("MaxPool", pooling.max_pool, window=window, stride=stride,
+                       padding=padding, ceil_mode=ceil_mode)
+
+
+def AvgPool(window, *, stride=None, padding: PaddingLike = "VALID", count_include_pad=True,
+            ceil_mode=False) -> Layer:
+    """:func:`jcnn.avg_pool` as a layer."""
+    return _pool_layer("AvgPool", pooling.avg_pool, window=window, stride=stride,
+                       padding=padding, count_include_pad=count_include_pad,
+                       ceil_mode=ceil_mode)
+
+
+GlobalAvgPool = _pool_layer("GlobalAvgPool", pooling.global_avg_pool)
+GlobalMaxPool = _pool_layer("GlobalMaxPool", pooling.global_max_pool)
+
+
+def _flatten_init(key, input_shape):
+    return (input_shape[0], math.prod(input_shape[1:])), {}
+
+
+Flatten = Layer(_flatten_init, lambda params, x, *, key=None, train=False: linear.flatten(x),
+                "Flatten")
+
+
+def _elementwise(name, fn) -> Layer:
+    return Layer(_no_params, lambda params, x, *, key=None, train=False: fn(x), name)
+
+
+Relu = _elementwise("Relu", activations.relu)
+Sigmoid = _elementwise("Sigmoid", activations.sigmoid)
+Tanh = _elementwise("Tanh", activations.tanh)
+Softmax = _elementwise("Softmax", activations.softmax)
+LogSoftmax = _elementwise("LogSoftmax", activations.log_softmax)
+
+
+def LeakyRelu(negative_slope: float = 0.01) -> Layer:
+    """:func:`jcnn.leaky_relu` as a layer."""
+    return _elementwise("LeakyRelu", lambda x: activations.leaky_relu(x, negative_slope))
+
+
+def Dropout(rate: float) -> Layer:
+    """Inverted dropout: with ``train=True`` zero each element with probability
+    ``rate`` and scale the rest by ``1 / (1 − rate)``; identity otherwise."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"Dropout: `rate` must be in [0, 1), got {rate!r}")
+
+    def apply(params, x, *, key=None, train=False):
+        if not train or rate == 0.0:
+            return x
+        if key is None:
+            raise ValueError("Dropout: apply(..., train=True) needs a PRNG `key`")
+        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+    return Layer(_no_params, apply, "Dropout")
+
+
+def serial(*layers: Layer) -> Layer:
+    """Compose layers in sequence; params are the tuple of the layers' params."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"serial: argument {i} is not a Layer (got {layer!r}); "
+                            "constructors like nn.Conv(...) must be called")
+
+    def init(key, input_shape):
+        keys = jax.random.split(key, max(len(layers), 1))
+        shape, params = tuple(input_shape), []
+        for i, (layer, k) in enumerate(zip(layers, keys)):
+            try:
+                shape, p = layer.init(k, shape)
+            except (ValueError, TypeError) as e:
+                raise type(e)(
+                    f"serial: layer {i} ({layer.name}) cannot take input shape {shape}: {e}"
+                ) from e
+            params.append(p)
+        return shape, tuple(params)
+
+    def apply(params, x, *, key=None, train=False):
+        if len(params) != len(layers):
+            raise ValueError(f"serial: got params for {len(params)} layers, "
+                             f"the model has {len(layers)}")
+        keys = (jax.random.split(key, len(layers)) if key is not None
+                else [None] * len(layers))
+        for layer, p, k in zip(layers, params, keys):
+            x = layer.apply(p, x, key=k, train=train)
+        return x
+
+    return Layer(init, apply, "serial", tuple(layers))
+
+
+# ----------------------------------------------------------------- summary
+def summary_rows(model: Layer, input_shape: Sequence[int]) -> list[dict]:
+    """One dict per leaf layer: ``name``, ``output_shape``, ``params`` and, for
+    convolutions, ``dense_params`` — what a dense layer mapping the same input
+    size to the same output size would need (article §8)."""
+    layers = model.layers or (model,)
+    key = jax.random.key(0)
+    rows, shape = [], tuple(input_shape)
+    for layer in layers:
+        out, params = layer.init(key, shape)
+        row = {"name": layer.name, "input_shape": shape, "output_shape": tuple(out),
+               "params": param_count(params), "dense_params": None}
+        if layer.name == "Conv":
+            n_in, n_out = math.prod(shape[1:]), math.prod(out[1:])
+            row["dense_params"] = n_in * n_out + (n_out if "b" in params else 0)
+        rows.append(row)
+        shape = tuple(out)
+    return rows
+
+
+def summary(model: Layer, input_shape: Sequence[int]) -> str:
+    """A table of layers, output shapes, parameter counts and, per conv, the
+    parameters of the dense layer with the same input/output sizes."""
+    rows = summary_rows(model, input_shape)
+    head = ("layer", "output shape", "params", "dense equivalent", "ratio")
+    lines = []
+    for i, r in enumerate(rows):
+        dense = r["dense_params"]
+        ratio = f"{dense / r['params']:,.0f}x" if dense else ""
+        lines.append((f"{i}: {r['name']}", str(r["output_shape"]), f"{r['params']:,}",
+                      f"{dense:,}" if dense else "", ratio))
+    total = sum(r["params"] for r in rows)
+    lines.append(("total", "", f"{total:,}", "", ""))
+    widths = [max(len(row[c]) for row in [head, *lines]) for c in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" if c < 2 else f"{{:>{w}}}" for c, w in enumerate(widths))
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*row) for row in lines]
+    return "\n".join(out)

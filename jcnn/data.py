@@ -1,0 +1,124 @@
+"""Data for the examples: scikit-learn's bundled digits and MNIST's IDX files.
+
+Images come out channels-last, ``(N, H, W, 1)`` float32 in ``[0, 1]``, labels
+int32.  Nothing is downloaded: the digits ship inside scikit-learn and MNIST is
+read from files the user provides.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_digits", "load_mnist", "read_idx", "write_idx", "MNIST_FILES"]
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+               0x0E: ">f8"}
+
+
+def load_digits(test_fraction: float = 0.2, seed: int = 0):
+    """scikit-learn's 1,797 8×8 scanned digits, split stratified into train/test.
+
+    Returns ``(x_train, y_train, x_test, y_test)``; images ``(N, 8, 8, 1)`` in [0, 1].
+    """
+    try:
+        from sklearn.datasets import load_digits as _load
+        from sklearn.model_selection import train_test_split
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("load_digits needs scikit-learn: pip install 'jcnn[examples]'") from e
+    digits = _load()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    y = digits.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction,
+                                              random_state=seed, stratify=y)
+    return x_tr, y_tr, x_te, y_te
+
+
+def _open(path: Path):
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (MNIST's format), gzipped or not, into a numpy array."""
+    path = Path(path)
+    try:
+        with _open(path) as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"read_idx: cannot read {path}: {e}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"read_idx: {path} is not an IDX file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"read_idx: {path} is truncated (header)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise ValueError(
+            f"read_idx: {path} holds {len(data) - header} data bytes, its header "
+            f"{shape} needs {expected}"
+        )
+    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = False) -> None:
+    """Write ``array`` (uint8, int8, int16, int32, float32, float64) as an IDX file."""
+    array = np.asarray(array)
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
+             np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+    if array.dtype not in codes:
+        raise TypeError(f"write_idx: unsupported dtype {array.dtype}")
+    header = bytes([0, 0, codes[array.dtype], array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    body = array.astype(array.dtype.newbyteorder(">")).tobytes()
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + body)
+
+
+def load_mnist(data_dir: str | os.PathLike):
+    """MNIST from the four standard IDX files in ``data_dir`` (``.gz`` or not).
+
+    Returns ``(x_train, y_train, x_test, y_test)``; images ``(N, 28, 28, 1)`` in [0, 1].
+    """
+    data_dir = Path(data_dir)
+    found, missing = {}, []
+    for key, name in MNIST_FILES.items():
+        for candidate in (data_dir / name, data_dir / f"{name}.gz"):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+        else:
+            missing.append(name)
+    if missing:
+        raise FileNotFoundError(
+            f"load_mnist: missing in {data_dir}: {', '.join(missing)} (each may also be "
+            f"gzipped, with .gz). MNIST needs the four files "
+            f"{', '.join(MNIST_FILES.values())}; jcnn downloads nothing."
+        )
+    arrays = {k: read_idx(p) for k, p in found.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"load_mnist: {split} images {images.shape} and labels {labels.shape} "
+                "do not match (need (N, H, W) and (N,))"
+            )
+    def images(a):
+        return (a.astype(np.float32) / 255.0)[..., None]
+    return (images(arrays["train_images"]), arrays["train_labels"].astype(np.int32),
+            images(arrays["test_images"]), arrays["test_labels"].astype(np.int32))

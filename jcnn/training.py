@@ -1,0 +1,215 @@
+"""A jitted training loop for classifiers built with :mod:`jcnn.nn`.
+
+``train_step`` is one ``jax.jit``-compiled function: forward through the
+model, ``jax.value_and_grad`` through jcnn's hand-written backward passes,
+an optax update.  With several devices the batch is sharded over a
+``jax.sharding.Mesh`` (axis ``"data"``) and the params replicated; the same
+``train_step`` runs unchanged — XLA inserts the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from . import checkpoint
+from .losses import softmax_cross_entropy
+from .nn import Layer
+
+__all__ = ["make_train_step", "make_eval_step", "evaluate", "DataParallel", "fit", "History"]
+
+
+def make_train_step(model: Layer, optimizer: optax.GradientTransformation) -> Callable:
+    """``step(params, opt_state, x, y, key) -> (params, opt_state, loss, accuracy)``, jitted."""
+
+    def loss_fn(params, x, y, key):
+        logits = model.apply(params, x, key=key, train=True)
+        return softmax_cross_entropy(logits, y), logits
+
+    @jax.jit
+    def train_step(params, opt_state, x, y, key):
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
+        return params, opt_state, loss, accuracy
+
+    return train_step
+
+
+def make_eval_step(model: Layer) -> Callable:
+    """``step(params, x, y, mask) -> (summed loss, number correct)`` over masked rows, jitted."""
+
+    @jax.jit
+    def eval_step(params, x, y, mask):
+        logits = model.apply(params, x, train=False)
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+        nll = -jnp.take_along_axis(logp, y[:, None], 1)[:, 0]
+        correct = (jnp.argmax(logits, -1) == y) & mask
+        return jnp.sum(jnp.where(mask, nll, 0.0)), jnp.sum(correct)
+
+    return eval_step
+
+
+class DataParallel:
+    """Shard batches over ``devices`` along a ``"data"`` mesh axis, replicate the rest."""
+
+    def __init__(self, devices=None):
+        self.devices = list(devices) if devices is not None else jax.devices()
+        self.mesh = Mesh(np.array(self.devices), ("data",))
+        self.batch = NamedSharding(self.mesh, P("data"))
+        self.replicated = NamedSharding(self.mesh, P())
+
+    @property
+    def size(self) -> int:
+        return len(self.devices)
+
+    def shard(self, *arrays):
+        return tuple(jax.device_put(a, self.batch) for a in arrays)
+
+    def replicate(self, tree):
+        return jax.device_put(tree, self.replicated)
+
+
+def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | None = None):
+    """Mean loss and accuracy over ``(x, y)``, in fixed-size (padded, masked) batches."""
+    n = len(x)
+    if parallel is not None:
+        batch_size = math.ceil(batch_size / parallel.size) * parallel.size
+    total_loss, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        mask = np.ones(batch_size, bool)
+        if len(xb) < batch_size:  # pad: one compiled shape for every batch
+            pad = batch_size - len(xb)
+            mask[len(xb):] = False
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+        if parallel is not None:
+            xb, yb, mask = parallel.shard(xb, yb, mask)
+        loss_sum, c = eval_step(params, xb, yb, mask)
+        total_loss += float(loss_sum)
+        correct += int(c)
+    return total_loss / max(n, 1), correct / max(n, 1)
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a :func:`fit` run."""
+
+    train_loss: list = field(default_factory=list)
+    train_accuracy: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)
+    test_accuracy: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+    def as_dict(self):
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def fit(
+    model: Layer,
+    data,
+    *,
+    input_shape,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    parallel: DataParallel | None = None,
+    progress: bool = True,
+):
+    """Train ``model`` with adam on ``data = (x_train, y_train, x_test, y_test)``.
+
+    Shuffled mini-batches (a fresh permutation each epoch, the last partial
+    batch dropped so every step has one shape), evaluation on the held-out
+    split after each epoch, a checkpoint ``out_dir/checkpoint.npz`` after each
+    epoch when ``out_dir`` is given, and with ``resume`` a restart from it.
+
+    Returns ``(params, history, stats)``; ``stats`` holds the training seconds
+    (compile excluded), images per second and epochs run.
+    """
+    x_tr, y_tr, x_te, y_te = data
+    parallel = parallel or DataParallel(jax.devices()[:1])
+    if batch_size % parallel.size:
+        raise ValueError(f"fit: batch_size {batch_size} is not divisible by the "
+                         f"{parallel.size} devices")
+    if batch_size > len(x_tr):
+        raise ValueError(f"fit: batch_size {batch_size} exceeds the {len(x_tr)} training images")
+    optimizer = optax.adam(lr)
+    key = jax.random.key(seed)
+    init_key, key = jax.random.split(key)
+    _, params = model.init(init_key, input_shape)
+    opt_state = optimizer.init(params)
+    history, start_epoch = History(), 0
+    ckpt = Path(out_dir) / "checkpoint.npz" if out_dir is not None else None
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise FileNotFoundError(f"fit: --resume needs a checkpoint, none at {ckpt}")
+        (params, opt_state), meta = checkpoint.restore(ckpt, (params, opt_state))
+        start_epoch = int(meta["epoch"])
+        history = History(**meta["history"])
+    params, opt_state = parallel.replicate((params, opt_state))
+    train_step, eval_step = make_train_step(model, optimizer), make_eval_step(model)
+    steps = len(x_tr) // batch_size
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # an examples dependency; only needed for the bar
+
+        bar = tqdm(total=(epochs - start_epoch) * steps, unit="step", leave=True)
+    train_seconds, images = 0.0, 0
+    for epoch in range(start_epoch, epochs):
+        # the same permutation and step keys whether resumed or not
+        epoch_key = jax.random.fold_in(key, epoch)
+        perm = np.asarray(jax.random.permutation(epoch_key, len(x_tr)))
+        losses, accs = [], []
+        t0 = time.perf_counter()
+        for i in range(steps):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb, yb = parallel.shard(x_tr[idx], y_tr[idx])
+            step_key = jax.random.fold_in(epoch_key, i + 1)
+            params, opt_state, loss, acc = train_step(params, opt_state, xb, yb, step_key)
+            losses.append(loss)
+            accs.append(acc)
+            if bar is not None:
+                bar.update(1)
+                if i % 10 == 0 or i == steps - 1:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}",
+                                    acc=f"{float(acc):.3f}")
+        jax.block_until_ready(params)
+        seconds = time.perf_counter() - t0
+        if epoch > start_epoch or epochs - start_epoch == 1:  # first epoch includes compile
+            train_seconds += seconds
+            images += steps * batch_size
+        test_loss, test_acc = evaluate(eval_step, params, x_te, y_te, parallel=parallel)
+        history.train_loss.append(float(np.mean(losses)))
+        history.train_accuracy.append(float(np.mean(accs)))
+        history.test_loss.append(test_loss)
+        history.test_accuracy.append(test_acc)
+        history.seconds.append(seconds)
+        if bar is not None:
+            bar.set_postfix(epoch=epoch + 1, loss=f"{history.train_loss[-1]:.4f}",
+                            test_acc=f"{test_acc:.4f}")
+        if ckpt is not None:
+            checkpoint.save(ckpt, (params, opt_state),
+                            metadata={"epoch": epoch + 1, "history": history.as_dict(),
+                                      "seed": seed, "lr": lr, "batch_size": batch_size})
+    if bar is not None:
+        bar.close()
+    stats = {"train_seconds": float(sum(history.seconds[-(epochs - start_epoch):]))
+             if epochs > start_epoch else 0.0,
+             "images_per_second": images / train_seconds if train_seconds else 0.0,
+             "epochs": epochs}
+    return params, history, stats
