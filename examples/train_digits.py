@@ -43,8 +43,12 @@ def digits_model():
 INPUT_SHAPE = (-1, 8, 8, 1)
 
 
-def parse_args(argv=None, *, epochs=15, batch_size=64, lr=2e-3):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None, *, epochs=15, batch_size=64, lr=2e-3, description=None,
+               data_dir=False):
+    p = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
+    if data_dir:
+        p.add_argument("--data-dir", type=Path, required=True,
+                       help="directory holding the four MNIST IDX files (.gz or not)")
     p.add_argument("--epochs", type=int, default=epochs, help="total epochs (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=batch_size, help="default %(default)s")
     p.add_argument("--lr", type=float, default=lr, help="adam learning rate (default %(default)s)")

@@ -106,9 +106,9 @@ def load_mnist(data_dir: str | os.PathLike):
             missing.append(name)
     if missing:
         raise FileNotFoundError(
-            f"load_mnist: missing in {data_dir}: {', '.join(missing)} (each may also be "
-            f"gzipped, with .gz). MNIST needs the four files "
-            f"{', '.join(MNIST_FILES.values())}; jcnn downloads nothing."
+            f"load_mnist: missing in {data_dir}: {', '.join(missing)} "
+            f"(MNIST is read from the four IDX files {', '.join(MNIST_FILES.values())}, "
+            "each optionally gzipped with .gz; jcnn downloads nothing)"
         )
     arrays = {k: read_idx(p) for k, p in found.items()}
     for split in ("train", "test"):

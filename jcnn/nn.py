@@ -42,13 +42,15 @@ class Layer(NamedTuple):
     """``init(key, input_shape) -> (output_shape, params)``; ``apply(params, x, *, key, train)``.
 
     ``name`` labels the layer in errors and :func:`summary`; ``layers`` holds
-    the children of a :func:`serial` composition.
+    the children of a :func:`serial` composition; ``config`` the constructor's
+    arguments (for summaries and for rebuilding the layer elsewhere).
     """
 
     init: Callable[..., tuple[tuple[int, ...], Any]]
     apply: Callable[..., jax.Array]
     name: str = "layer"
     layers: tuple = ()
+    config: tuple = ()  # (key, value) pairs; a tuple so the layer stays hashable
 
 
 # ----------------------------------------------------------------- initialisers
@@ -124,7 +126,8 @@ def Conv(
     def apply(params, x, *, key=None, train=False):
         return conv(x, params["w"], params.get("b"), **opts)
 
-    return Layer(init, apply, "Conv")
+    config = dict(out_channels=out_channels, window=window, use_bias=use_bias, **opts)
+    return Layer(init, apply, "Conv", (), tuple(config.items()))
 
 
 def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) -> Layer:
@@ -145,7 +148,8 @@ def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) ->
     def apply(params, x, *, key=None, train=False):
         return linear.dense(x, params["w"], params.get("b"))
 
-    return Layer(init, apply, "Dense")
+    return Layer(init, apply, "Dense", (), (("out_features", out_features),
+                                            ("use_bias", use_bias)))
 
 
 def _pool_layer(name, fn, **opts) -> Layer:
@@ -155,7 +159,7 @@ def _pool_layer(name, fn, **opts) -> Layer:
     def apply(params, x, *, key=None, train=False):
         return fn(x, **opts)
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, (), tuple(opts.items()))
 
 
 def MaxPool(window, *, stride=None, padding: PaddingLike = "VALID", ceil_mode=False) -> Layer:
@@ -184,8 +188,9 @@ Flatten = Layer(_flatten_init, lambda params, x, *, key=None, train=False: linea
                 "Flatten")
 
 
-def _elementwise(name, fn) -> Layer:
-    return Layer(_no_params, lambda params, x, *, key=None, train=False: fn(x), name)
+def _elementwise(name, fn, **config) -> Layer:
+    return Layer(_no_params, lambda params, x, *, key=None, train=False: fn(x), name, (),
+                 tuple(config.items()))
 
 
 Relu = _elementwise("Relu", activations.relu)
@@ -197,7 +202,8 @@ LogSoftmax = _elementwise("LogSoftmax", activations.log_softmax)
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """:func:`jcnn.leaky_relu` as a layer."""
-    return _elementwise("LeakyRelu", lambda x: activations.leaky_relu(x, negative_slope))
+    return _elementwise("LeakyRelu", lambda x: activations.leaky_relu(x, negative_slope),
+                        negative_slope=negative_slope)
 
 
 def Dropout(rate: float) -> Layer:
@@ -214,7 +220,7 @@ def Dropout(rate: float) -> Layer:
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
-    return Layer(_no_params, apply, "Dropout")
+    return Layer(_no_params, apply, "Dropout", (), (("rate", rate),))
 
 
 def serial(*layers: Layer) -> Layer:
