@@ -63,28 +63,6 @@ def parse_args(argv=None, *, epochs=15, batch_size=64, lr=2e-3, description=None
     return p.parse_args(argv)
 
 
-def plot_curves(history, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = range(1, len(history.train_loss) + 1)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(epochs, history.train_loss, label="train")
-    a.plot(epochs, history.test_loss, label="test")
-    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    a.legend()
-    b.plot(epochs, history.train_accuracy, label="train")
-    b.plot(epochs, history.test_accuracy, label="test")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    b.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def run(args, model, data, input_shape, name):
     devices = jax.devices()[: args.devices] if args.devices else jax.devices()
     if args.devices and len(devices) < args.devices:
@@ -104,7 +82,9 @@ def run(args, model, data, input_shape, name):
     metrics = {"test_accuracy": history.test_accuracy[-1] if history.test_accuracy else 0.0,
                **stats}
     if args.out is not None:
-        plot_curves(history, args.out / "curves.png", f"jcnn on {name}")
+        from jcnn.viz import plot_training_curves
+
+        plot_training_curves(history, args.out / "curves.png")
     if args.metrics_json is not None:
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         args.metrics_json.write_text(json.dumps(metrics, indent=2))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_digits import parse_args, run  # noqa: E402
+from train_digits import parse_args, run
 
-from jcnn import nn  # noqa: E402
-from jcnn.data import load_mnist  # noqa: E402
+from jcnn import nn
+from jcnn.data import load_mnist
 
 
 def lenet5():

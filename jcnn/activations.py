@@ -33,7 +33,7 @@ import numpy as np
 
 from ._checks import acc_dtype, as_float_array
 
-__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"]
+__all__ = ["leaky_relu", "log_softmax", "relu", "sigmoid", "softmax", "tanh"]
 
 
 @jax.custom_jvp

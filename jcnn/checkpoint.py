@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["save", "restore", "CheckpointError"]
+__all__ = ["CheckpointError", "restore", "save"]
 
 
 class CheckpointError(ValueError):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_digits", "load_mnist", "read_idx", "write_idx", "MNIST_FILES"]
+__all__ = ["MNIST_FILES", "load_digits", "load_mnist", "read_idx", "write_idx"]
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",

@@ -32,9 +32,27 @@ from .convolution import conv
 from .padding import PaddingLike
 
 __all__ = [
-    "Layer", "Conv", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "GlobalMaxPool",
-    "Flatten", "Dropout", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-    "serial", "summary", "summary_rows", "he_normal", "glorot_uniform", "param_count",
+    "AvgPool",
+    "Conv",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "Layer",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MaxPool",
+    "Relu",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "glorot_uniform",
+    "he_normal",
+    "param_count",
+    "serial",
+    "summary",
+    "summary_rows",
 ]
 
 

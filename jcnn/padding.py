@@ -22,10 +22,10 @@ from typing import Union
 
 import numpy as np
 
-PaddingLike = Union[str, int, Sequence[Union[int, Sequence[int]]]]
+PaddingLike = Union[str, int, Sequence[int | Sequence[int]]]
 Pairs = tuple[tuple[int, int], ...]
 
-__all__ = ["ntuple", "padding_pairs", "same_padding", "output_size", "PaddingLike"]
+__all__ = ["PaddingLike", "ntuple", "output_size", "padding_pairs", "same_padding"]
 
 
 def _as_int(value, name: str, fn: str) -> int:

@@ -36,7 +36,7 @@ from . import window as win
 from ._checks import acc_dtype, as_float_array, check_batched
 from .padding import PaddingLike, ntuple, padding_pairs
 
-__all__ = ["max_pool", "avg_pool", "global_max_pool", "global_avg_pool"]
+__all__ = ["avg_pool", "global_avg_pool", "global_max_pool", "max_pool"]
 
 
 def _canonicalize(fn, x, window, stride, padding, ceil_mode):

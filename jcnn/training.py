@@ -26,7 +26,7 @@ from . import checkpoint
 from .losses import softmax_cross_entropy
 from .nn import Layer
 
-__all__ = ["make_train_step", "make_eval_step", "evaluate", "DataParallel", "fit", "History"]
+__all__ = ["DataParallel", "History", "evaluate", "fit", "make_eval_step", "make_train_step"]
 
 
 def make_train_step(model: Layer, optimizer: optax.GradientTransformation) -> Callable:

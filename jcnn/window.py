@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["offsets", "pad_spatial", "window_slice", "scatter_slice"]
+__all__ = ["offsets", "pad_spatial", "scatter_slice", "window_slice"]
 
 
 def offsets(window: Sequence[int]) -> Iterator[tuple[int, ...]]:

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
+from strategies import ConvCase, conv_cases, finite_difference_check, lax_conv
 
 import jcnn
 from jcnn import convolution
-from strategies import ConvCase, conv_cases, finite_difference_check, lax_conv
 
 
 def _strategies_for(case):

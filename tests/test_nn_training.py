@@ -18,12 +18,12 @@ import jcnn
 from benchmarks.lax_twin import lax_twin
 from jcnn import checkpoint, nn
 from jcnn.data import load_digits, load_mnist, read_idx, write_idx
-from jcnn.training import DataParallel, fit, make_train_step
+from jcnn.training import fit, make_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-import train_digits  # noqa: E402
-import train_mnist  # noqa: E402
+import train_digits
+import train_mnist
 
 KEY = jax.random.key(0)
 

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
+from strategies import PoolCase, finite_difference_check, lax_max_pool, lax_sum_pool, pool_cases
 
 import jcnn
-from strategies import (PoolCase, finite_difference_check, lax_max_pool, lax_sum_pool,
-                        pool_cases)
 
 
 def _tie_free(case):

@@ -1,0 +1,335 @@
+"""jcnn vs XLA's own convolution: ``python -m benchmarks [--quick] [--out BENCHMARKS.md]``.
+
+For each layer shape the contenders run alternately in one process:
+
+* ``jcnn``     — ``jcnn.conv`` (windowed sums + hand-written ``custom_vjp``),
+* ``lax``      — ``lax.conv_general_dilated`` + its autodiff,
+* ``autodiff`` — ``jax.grad`` through jcnn's windowed-sum forward with the custom
+  rule bypassed (what the hand-written VJP buys),
+* ``torch``    — PyTorch's CPU conv, when torch is installed (optional).
+
+Reported: medians of alternated timings, the ratio jcnn / lax, GFLOP/s, compile
+seconds and the compiled program's temp memory.  Tests never assert on these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jcnn
+from jcnn import convolution
+
+from .lax_twin import lax_avg_pool, lax_conv, lax_max_pool, lax_twin
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    name: str
+    x: tuple
+    w: tuple
+    stride: int = 1
+    padding: object = "SAME"
+    groups: int = 1
+
+    def flops(self):
+        """Multiply-adds ×2 of the forward pass."""
+        out = jax.eval_shape(lambda x, w: jcnn.conv(x, w, stride=self.stride,
+                                                    padding=self.padding, groups=self.groups),
+                             jax.ShapeDtypeStruct(self.x, jnp.float32),
+                             jax.ShapeDtypeStruct(self.w, jnp.float32)).shape
+        return 2 * math.prod(out) * math.prod(self.w[:-1])
+
+
+def conv_suite(n):
+    return [
+        ConvShape("LeNet c1 28x28x1 5x5x32", (n, 28, 28, 1), (5, 5, 1, 32)),
+        ConvShape("LeNet c2 14x14x32 5x5x64", (n, 14, 14, 32), (5, 5, 32, 64), padding="VALID"),
+        ConvShape("CIFAR 32x32x3 3x3x32", (n, 32, 32, 3), (3, 3, 3, 32)),
+        ConvShape("ResNet 32x32x64 3x3 s1", (n, 32, 32, 64), (3, 3, 64, 64)),
+        ConvShape("ResNet 32x32x64 3x3 s2", (n, 32, 32, 64), (3, 3, 64, 128), stride=2),
+        ConvShape("stem 64x64x3 7x7 s2", (n, 64, 64, 3), (7, 7, 3, 64), stride=2),
+        ConvShape("pointwise 32x32x64 1x1", (n, 32, 32, 64), (1, 1, 64, 128)),
+        ConvShape("depthwise 32x32x64 3x3", (n, 32, 32, 64), (3, 3, 1, 64), groups=64),
+        ConvShape("3-D 16^3x8 3x3x3x16", (max(n // 4, 1), 16, 16, 16, 8), (3, 3, 3, 8, 16)),
+    ]
+
+
+def quick_suite(n):
+    return [
+        ConvShape("tiny 8x8x2 3x3x4", (n, 8, 8, 2), (3, 3, 2, 4)),
+        ConvShape("tiny depthwise", (n, 8, 8, 4), (3, 3, 1, 4), groups=4),
+        ConvShape("tiny 3-D", (n, 4, 4, 4, 2), (2, 2, 2, 2, 2)),
+    ]
+
+
+def _time(fns, args, repeats):
+    """Alternate the contenders ``repeats`` times; median seconds of each."""
+    for f in fns.values():
+        jax.block_until_ready(f(*args))  # warm up
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _compile(fn, args):
+    t = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = time.perf_counter() - t
+    mem = compiled.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
+    return compiled, seconds, temp
+
+
+def _torch_conv(shape):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    x = torch.randn(shape.x[0], shape.x[-1], *shape.x[1:-1], requires_grad=True)
+    nd = len(shape.x) - 2
+    w = torch.randn(shape.w[-1], shape.w[-2], *shape.w[:-2], requires_grad=True)
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+            3: torch.nn.functional.conv3d}[nd]
+    pad = "same" if shape.padding == "SAME" and shape.stride == 1 else 0
+    if shape.padding == "SAME" and shape.stride != 1:
+        pad = shape.w[0] // 2
+
+    def fwd_bwd():
+        y = conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
+        y.sum().backward()
+
+    def fwd():
+        with torch.no_grad():
+            conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
+
+    return fwd, fwd_bwd
+
+
+def _time_torch(fn, repeats):
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def bench_conv(shape, repeats):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(shape.x), jnp.float32)
+    w = jnp.asarray(rng.standard_normal(shape.w) * 0.1, jnp.float32)
+    kw = dict(stride=shape.stride, padding=shape.padding, groups=shape.groups)
+    nd = len(shape.x) - 2
+    stride = (shape.stride,) * nd
+    pads = jcnn.padding_pairs(shape.padding, shape.x[1:-1], shape.w[:-2], stride, (1,) * nd,
+                              "bench")
+
+    forwards = {
+        "jcnn": lambda x, w: jcnn.conv(x, w, **kw),
+        "lax": lambda x, w: lax_conv(x, w, **kw),
+        "autodiff": lambda x, w: convolution._forward(x, w, None, stride, pads, (1,) * nd,
+                                                      shape.groups),
+    }
+
+    def fwd_bwd(f):
+        return jax.grad(lambda x, w: jnp.sum(f(x, w) * 0.5), argnums=(0, 1))
+
+    row = {"name": shape.name, "gflop": shape.flops() / 1e9}
+    fwd_c, fb_c = {}, {}
+    for k, f in forwards.items():
+        fwd_c[k], row[f"compile_fwd_{k}"], _ = _compile(f, (x, w))
+        fb_c[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd(f), (x, w))
+    fwd_t = _time({k: c for k, c in fwd_c.items() if k != "autodiff"}, (x, w), repeats)
+    fb_t = _time(fb_c, (x, w), repeats)
+    for k in fwd_t:
+        row[f"fwd_{k}"] = fwd_t[k]
+    for k in fb_t:
+        row[f"fb_{k}"] = fb_t[k]
+    torch_fns = _torch_conv(shape)
+    if torch_fns is not None:
+        row["fwd_torch"] = _time_torch(torch_fns[0], repeats)
+        row["fb_torch"] = _time_torch(torch_fns[1], repeats)
+    return row
+
+
+def bench_pools(n, repeats, quick):
+    size = (n, 8, 8, 4) if quick else (n, 32, 32, 64)
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(size), jnp.float32)
+    cases = [("max 2x2", jcnn.max_pool, lax_max_pool, 2, None, "VALID"),
+             ("max 3x3/2 pad 1", jcnn.max_pool, lax_max_pool, 3, 2, ((1, 1), (1, 1))),
+             ("avg 2x2", jcnn.avg_pool, lax_avg_pool, 2, None, "VALID"),
+             ("avg 3x3/2 pad 1", jcnn.avg_pool, lax_avg_pool, 3, 2, ((1, 1), (1, 1)))]
+    rows = []
+    for name, ours, ref, window, stride, padding in cases:
+        fns = {"jcnn": lambda x, f=ours: f(x, window, stride=stride, padding=padding),
+               "lax": lambda x, f=ref: f(x, window, stride, padding)}
+        row = {"name": f"{name} {'x'.join(map(str, size[1:]))}"}
+        compiled = {}
+        for k, f in fns.items():
+            g = jax.grad(lambda x, f=f: jnp.sum(jnp.sin(f(x))))
+            compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(g, (x,))
+        t = _time(compiled, (x,), repeats)
+        row.update({f"fb_{k}": v for k, v in t.items()})
+        rows.append(row)
+    return rows
+
+
+def bench_train_step(repeats, quick):
+    import optax
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from train_digits import digits_model
+
+    model = digits_model()
+    _, params = model.init(jax.random.key(0), (-1, 8, 8, 1))
+    opt = optax.adam(1e-3)
+    state = opt.init(params)
+    n = 16 if quick else 64
+    x = jnp.asarray(np.random.default_rng(2).random((n, 8, 8, 1)), jnp.float32)
+    y = jnp.asarray(np.arange(n) % 10, jnp.int32)
+
+    def make(apply):
+        def step(params, state, x, y):
+            loss, g = jax.value_and_grad(
+                lambda p: jcnn.softmax_cross_entropy(apply(p, x), y))(params)
+            u, state = opt.update(g, state, params)
+            return optax.apply_updates(params, u), state, loss
+        return step
+
+    compiled, row = {}, {"name": f"digits train step (batch {n})"}
+    for k, apply in (("jcnn", model.apply), ("lax", lax_twin(model))):
+        compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(make(apply),
+                                                                       (params, state, x, y))
+    t = _time(compiled, (params, state, x, y), repeats)
+    row.update({f"fb_{k}": v for k, v in t.items()})
+    row["images_per_second_jcnn"] = n / t["jcnn"]
+    row["images_per_second_lax"] = n / t["lax"]
+    return row
+
+
+def _ms(s):
+    return f"{s * 1e3:.2f}" if s is not None else "–"
+
+
+def _mb(b):
+    return f"{b / 2**20:.1f}" if b is not None else "–"
+
+
+def render(conv_rows, pool_rows, train_row, args):
+    has_torch = any("fb_torch" in r for r in conv_rows)
+    lines = []
+    lines.append("### Convolution, forward + backward (grad w.r.t. x and w)\n")
+    head = ["shape", "GFLOP fwd", "jcnn ms", "lax ms", "jcnn/lax", "autodiff ms",
+            "jcnn GFLOP/s", "lax GFLOP/s", "compile jcnn/lax s", "temp MB jcnn/lax"]
+    if has_torch:
+        head[5:5] = ["torch ms"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    ratios_fb, ratios_f = [], []
+    for r in conv_rows:
+        ratio = r["fb_jcnn"] / r["fb_lax"]
+        ratios_fb.append(ratio)
+        ratios_f.append(r["fwd_jcnn"] / r["fwd_lax"])
+        cells = [r["name"], f"{r['gflop']:.3f}", _ms(r["fb_jcnn"]), _ms(r["fb_lax"]),
+                 f"**{ratio:.2f}**", _ms(r["fb_autodiff"]),
+                 f"{3 * r['gflop'] / r['fb_jcnn']:.0f}", f"{3 * r['gflop'] / r['fb_lax']:.0f}",
+                 f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f}",
+                 f"{_mb(r['temp_jcnn'])} / {_mb(r['temp_lax'])}"]
+        if has_torch:
+            cells[5:5] = [_ms(r.get("fb_torch"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    gm = math.exp(statistics.fmean(math.log(v) for v in ratios_fb))
+    lines.append(f"\nGeometric mean jcnn/lax (fwd+bwd): **{gm:.2f}**, worst "
+                 f"{max(ratios_fb):.2f}.\n")
+    lines.append("### Convolution, forward only\n")
+    lines.append("| shape | jcnn ms | lax ms | jcnn/lax | jcnn GFLOP/s | lax GFLOP/s |")
+    lines.append("|---|---|---|---|---|---|")
+    for r, ratio in zip(conv_rows, ratios_f):
+        lines.append(f"| {r['name']} | {_ms(r['fwd_jcnn'])} | {_ms(r['fwd_lax'])} | "
+                     f"**{ratio:.2f}** | {r['gflop'] / r['fwd_jcnn']:.0f} | "
+                     f"{r['gflop'] / r['fwd_lax']:.0f} |")
+    gmf = math.exp(statistics.fmean(math.log(v) for v in ratios_f))
+    lines.append(f"\nGeometric mean jcnn/lax (forward): **{gmf:.2f}**, worst "
+                 f"{max(ratios_f):.2f}.\n")
+    lines.append("### Pooling, forward + backward\n")
+    lines.append("| pool | jcnn ms | lax ms | jcnn/lax | compile jcnn/lax s | temp MB jcnn/lax |")
+    lines.append("|---|---|---|---|---|---|")
+    for r in pool_rows:
+        lines.append(f"| {r['name']} | {_ms(r['fb_jcnn'])} | {_ms(r['fb_lax'])} | "
+                     f"**{r['fb_jcnn'] / r['fb_lax']:.2f}** | "
+                     f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f} | "
+                     f"{_mb(r['temp_jcnn'])} / {_mb(r['temp_lax'])} |")
+    r = train_row
+    lines.append("\n### Training step (digits model, adam)\n")
+    lines.append("| step | jcnn ms | lax twin ms | jcnn images/s | lax images/s | "
+                 "compile jcnn / lax s |")
+    lines.append("|---|---|---|---|---|---|")
+    lines.append(f"| {r['name']} | {_ms(r['fb_jcnn'])} | {_ms(r['fb_lax'])} | "
+                 f"{r['images_per_second_jcnn']:.0f} | {r['images_per_second_lax']:.0f} | "
+                 f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f} |")
+    return "\n".join(lines), gm, gmf
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="jcnn vs lax benchmark suite")
+    p.add_argument("--quick", action="store_true", help="tiny shapes (a smoke test)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 16; quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per contender")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the tables to this Markdown file (default BENCHMARKS.md, "
+                        "none with --quick)")
+    args = p.parse_args(argv)
+    n = args.batch or (2 if args.quick else 16)
+    repeats = args.repeats or (3 if args.quick else 15)
+    suite = quick_suite(n) if args.quick else conv_suite(n)
+    conv_rows = []
+    for shape in suite:
+        row = bench_conv(shape, repeats)
+        conv_rows.append(row)
+        print(f"{shape.name:32s} fwd+bwd jcnn {_ms(row['fb_jcnn'])} ms  lax "
+              f"{_ms(row['fb_lax'])} ms  ratio {row['fb_jcnn'] / row['fb_lax']:.2f}  | fwd "
+              f"ratio {row['fwd_jcnn'] / row['fwd_lax']:.2f}", flush=True)
+    pool_rows = bench_pools(n, repeats, args.quick)
+    train_row = bench_train_step(repeats, args.quick)
+    table, gm, gmf = render(conv_rows, pool_rows, train_row, args)
+    print()
+    print(table)
+    out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
+    if out is not None:
+        dev = jax.devices()[0]
+        header = (
+            "# Benchmarks\n\n"
+            f"Command: `python -m benchmarks{' --quick' if args.quick else ''}` "
+            f"(batch {n}, {repeats} alternated runs per contender, medians, f32).\n\n"
+            f"Machine: {platform.machine()} {platform.processor() or ''}, "
+            f"{os.cpu_count()} CPUs, {dev.platform} ({dev.device_kind}); "
+            f"jax {jax.__version__}, Python {platform.python_version()}.\n\n"
+            "Contenders alternate in one process. `autodiff` is `jax.grad` through jcnn's "
+            "windowed-sum forward with the hand-written rule bypassed. Temp memory is "
+            "`jit(...).lower(...).compile().memory_analysis().temp_size_in_bytes`.\n\n"
+        )
+        out.write_text(header + table + "\n")
+        print(f"\nwrote {out}")
+    return conv_rows, pool_rows, train_row
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Pictures of the math, drawn with jcnn's own functions (needs matplotlib).
+
+Every figure function takes its data, writes a PNG to ``path`` (Agg backend,
+headless) and returns the numbers behind the picture so tests can check them.
+The helpers that compute those numbers (``pixel_usage``, ``conv_vs_dense_params``,
+``max_pool_routes``) need no matplotlib.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .convolution import conv, convolve2d, rot180
+from .padding import output_size
+from .pooling import max_pool
+
+__all__ = [
+    "CLASSIC_KERNELS",
+    "conv_vs_dense_params",
+    "max_pool_routes",
+    "pixel_usage",
+    "plot_backprop",
+    "plot_filters_and_maps",
+    "plot_image_as_tensor",
+    "plot_kernel_gallery",
+    "plot_pixel_usage",
+    "plot_sharing",
+    "plot_strides",
+    "plot_training_curves",
+    "plot_volumes",
+]
+
+
+def _gauss(n=5, sigma=1.0):
+    r = np.arange(n) - n // 2
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+CLASSIC_KERNELS = {
+    "Sobel (horizontal edges)": np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float),
+    "Sobel (vertical edges)": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], float),
+    "Laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float),
+    "box blur 5x5": np.full((5, 5), 1 / 25),
+    "Gaussian blur 5x5": _gauss(),
+    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], float),
+}
+
+
+# ------------------------------------------------------------------ numbers
+def pixel_usage(n: int, f: int, padding="VALID") -> np.ndarray:
+    """How many windows each pixel of an ``n×n`` image takes part in (§4).
+
+    Computed with jcnn's own backward: the gradient of Σ conv(x, ones) with
+    respect to ``x`` counts, for each pixel, the windows that read it.
+    """
+    x = jnp.zeros((1, n, n, 1), jnp.float32)
+    w = jnp.ones((f, f, 1, 1), jnp.float32)
+    g = jax.grad(lambda x: jnp.sum(conv(x, w, padding=padding)))(x)
+    return np.asarray(g[0, :, :, 0]).round().astype(int)
+
+
+def conv_vs_dense_params(n: int, c_in: int, f: int, c_out: int, padding="SAME") -> dict:
+    """Parameters of an ``f×f`` conv layer vs a dense layer with the same input and
+    output sizes, for an ``n×n×c_in`` input (§8)."""
+    m = output_size(n, f, padding=padding)
+    conv_params = f * f * c_in * c_out + c_out
+    n_in, n_out = n * n * c_in, m * m * c_out
+    return {"conv": conv_params, "dense": n_in * n_out + n_out, "out": (m, m, c_out)}
+
+
+def max_pool_routes(x: np.ndarray, window: int = 2, stride: int | None = None) -> np.ndarray:
+    """Which element of each window receives the gradient (the §11 mask).
+
+    Returns, for a 2-D input, an int array: at each input position, how many
+    windows route their gradient there (the first maximum in row-major order).
+    """
+    x = jnp.asarray(x, jnp.float32)[None, :, :, None]
+    y, vjp = jax.vjp(lambda x: max_pool(x, window, stride=stride), x)
+    (g,) = vjp(jnp.ones_like(y))
+    return np.asarray(g[0, :, :, 0]).round().astype(int)
+
+
+# ------------------------------------------------------------------ figures
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return path
+
+
+def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
+    """§2: a colour photo as three channel matrices; a digit as its numbers."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+    axes[0].imshow(photo)
+    axes[0].set_title(f"photo {photo.shape[0]}×{photo.shape[1]}×{photo.shape[2]}")
+    for i, (ax, name, cmap) in enumerate(zip(axes[1:4], "RGB", ["Reds", "Greens", "Blues"])):
+        im = ax.imshow(photo[:, :, i], cmap=cmap, vmin=0, vmax=255)
+        ax.set_title(f"{name} channel (0–255)")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    axes[4].imshow(digit, cmap="gray_r")
+    for (r, c), v in np.ndenumerate(digit):
+        axes[4].text(c, r, f"{int(v)}", ha="center", va="center", fontsize=7,
+                     color="red" if v > digit.max() / 2 else "black")
+    axes[4].set_title(f"a digit is a {digit.shape[0]}×{digit.shape[1]} matrix")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _save(fig, path)
+    return {"photo_shape": photo.shape, "digit_shape": digit.shape}
+
+
+def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
+    """§3: the image convolved (``jcnn.convolve2d``, mode "same") with classic kernels."""
+    plt = _plt()
+    kernels = kernels or CLASSIC_KERNELS
+    cols = 1 + len(kernels)
+    fig, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.6),
+                             gridspec_kw={"height_ratios": [3, 1]})
+    axes[0, 0].imshow(gray, cmap="gray")
+    axes[0, 0].set_title("input (grayscale)")
+    axes[1, 0].axis("off")
+    shapes = {}
+    for i, (name, k) in enumerate(kernels.items(), start=1):
+        out = np.asarray(convolve2d(jnp.asarray(gray, jnp.float32), jnp.asarray(k, jnp.float32),
+                                    mode="same"))
+        shapes[name] = out.shape
+        axes[0, i].imshow(out, cmap="gray")
+        axes[0, i].set_title(name, fontsize=9)
+        axes[1, i].imshow(k, cmap="coolwarm", vmin=-np.abs(k).max(), vmax=np.abs(k).max())
+        if k.shape[0] <= 3:
+            for (r, c), v in np.ndenumerate(k):
+                axes[1, i].text(c, r, f"{v:g}", ha="center", va="center", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("kernel convolution  G[m,n] = Σ_j Σ_k h[j,k] f[m−j, n−k]")
+    _save(fig, path)
+    return shapes
+
+
+def plot_pixel_usage(n: int, f: int, path) -> dict:
+    """§4: windows per pixel, valid vs same padding (corners 1 vs centre f²)."""
+    plt = _plt()
+    valid, same = pixel_usage(n, f, "VALID"), pixel_usage(n, f, "SAME")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, counts, title in ((axes[0], valid, f"valid: output {n - f + 1}×{n - f + 1}"),
+                              (axes[1], same, f"same (p = {(f - 1) // 2}): output {n}×{n}")):
+        im = ax.imshow(counts, cmap="viridis", vmin=0, vmax=f * f)
+        for (r, c), v in np.ndenumerate(counts):
+            ax.text(c, r, str(v), ha="center", va="center", color="w", fontsize=8)
+        ax.set_title(title)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="windows using the pixel")
+    fig.suptitle(f"{n}×{n} image, {f}×{f} kernel: border pixels are used less")
+    _save(fig, path)
+    return {"valid": valid, "same": same}
+
+
+def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
+    """§5: one image convolved with strides 1, 2, 3; sizes from ``output_size``."""
+    plt = _plt()
+    k = CLASSIC_KERNELS["Sobel (vertical edges)"][:, :, None, None]
+    x = jnp.asarray(gray, jnp.float32)[None, :, :, None]
+    sizes = {}
+    fig, axes = plt.subplots(1, len(strides), figsize=(4 * len(strides), 4))
+    for ax, s in zip(axes, strides):
+        out = conv(x, jnp.asarray(k, jnp.float32), stride=s)[0, :, :, 0]
+        n_out = output_size(gray.shape[0], f, stride=s)
+        sizes[s] = (n_out, output_size(gray.shape[1], f, stride=s))
+        assert out.shape == sizes[s]
+        ax.imshow(out, cmap="gray")
+        ax.set_title(f"stride {s}: ⌊({gray.shape[0]} − {f})/{s}⌋ + 1 = {n_out}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _save(fig, path)
+    return sizes
+
+
+def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
+    """§6: a 3-channel input, 3-channel kernels (one per filter), the stacked maps."""
+    plt = _plt()
+    x = jnp.asarray(photo, jnp.float32)[None] / 255.0
+    filters = np.stack([
+        np.stack([CLASSIC_KERNELS["Sobel (vertical edges)"]] * 3, -1),
+        np.stack([CLASSIC_KERNELS["Sobel (horizontal edges)"]] * 3, -1),
+        np.stack([np.ones((3, 3)), np.zeros((3, 3)), -np.ones((3, 3))], -1) / 9,  # red − blue
+        np.stack([CLASSIC_KERNELS["Laplacian"]] * 3, -1),
+    ], -1)  # (3, 3, 3, 4): [f, f, n_c, n_f]
+    maps = np.asarray(conv(x, jnp.asarray(filters, jnp.float32), padding="SAME")[0])
+    fig, axes = plt.subplots(3, 5, figsize=(14, 8))
+    for c in range(3):
+        axes[c, 0].imshow(photo[:, :, c], cmap=["Reds", "Greens", "Blues"][c])
+        axes[c, 0].set_title(f"input channel {c}")
+    for j in range(4):
+        for c in range(3):
+            axes[c, j + 1].axis("off")
+        axes[0, j + 1].imshow(np.concatenate([filters[:, :, c, j] for c in range(3)], 1),
+                              cmap="coolwarm")
+        axes[0, j + 1].set_title(f"filter {j}: 3×3×3", fontsize=9)
+        axes[0, j + 1].axis("on")
+        axes[1, j + 1].imshow(maps[:, :, j], cmap="gray")
+        axes[1, j + 1].set_title(f"feature map {j}", fontsize=9)
+        axes[1, j + 1].axis("on")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"[{photo.shape[0]}, {photo.shape[1]}, 3] * [3, 3, 3] × 4 filters → "
+                 f"{list(maps.shape)}")
+    _save(fig, path)
+    return {"maps_shape": maps.shape, "filters_shape": filters.shape}
+
+
+def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dict:
+    """§7: trained first-layer kernels and their feature maps on one digit."""
+    plt = _plt()
+    w = np.asarray(w)
+    n = w.shape[-1]
+    x = jnp.asarray(digit, jnp.float32)[None, :, :, None]
+    z = conv(x, jnp.asarray(w, jnp.float32), None if b is None else jnp.asarray(b),
+             padding="SAME")
+    a = np.asarray(jnp.maximum(z, 0)[0])
+    cols = min(n, 8)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(2 * rows, cols + 1, figsize=(1.6 * (cols + 1), 3.4 * rows))
+    axes = np.atleast_2d(axes)
+    axes[0, 0].imshow(digit, cmap="gray_r")
+    axes[0, 0].set_title("input")
+    for i in range(n):
+        r, c = divmod(i, cols)
+        axes[2 * r, c + 1].imshow(w[:, :, 0, i], cmap="coolwarm")
+        axes[2 * r, c + 1].set_title(f"kernel {i}", fontsize=8)
+        axes[2 * r + 1, c + 1].imshow(a[:, :, i], cmap="magma")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("trained first-layer kernels (top) and A = relu(W * x + b) (below)")
+    _save(fig, path)
+    return {"maps_shape": a.shape}
+
+
+def plot_backprop(path, kernel=None, x=None) -> dict:
+    """§9 and §11: the kernel next to rot180(kernel); the max-pool gradient mask."""
+    plt = _plt()
+    kernel = np.arange(1.0, 10.0).reshape(3, 3) if kernel is None else kernel
+    x = (np.array([[1, 3, 2, 2], [3, 0, 2, 1], [0, 1, 4, 4], [2, 1, 4, 0]], float)
+         if x is None else x)
+    rotated = np.asarray(rot180(jnp.asarray(kernel)[:, :, None, None])[:, :, 0, 0])
+    routes = max_pool_routes(x, 2)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    for ax, m, title in ((axes[0], kernel, "kernel W"), (axes[1], rotated, "rot180(W) for dA")):
+        ax.imshow(m, cmap="Blues")
+        for (r, c), v in np.ndenumerate(m):
+            ax.text(c, r, f"{v:g}", ha="center", va="center")
+        ax.set_title(title)
+    axes[2].imshow(x, cmap="Greys")
+    h, wdt = x.shape
+    for (r, c), v in np.ndenumerate(x):
+        win = x[r - r % 2:r - r % 2 + 2, c - c % 2:c - c % 2 + 2]
+        tied = (win == win.max()).sum() > 1 and v == win.max()
+        axes[2].text(c, r, f"{v:g}" + ("*" if tied else ""), ha="center", va="center",
+                     color="red" if tied else "black")
+    for k in range(0, max(h, wdt) + 1, 2):
+        axes[2].axhline(k - 0.5, color="k")
+        axes[2].axvline(k - 0.5, color="k")
+    axes[2].set_title("input, 2×2 windows (* = tied max)")
+    axes[3].imshow(routes, cmap="Oranges", vmin=0, vmax=max(routes.max(), 1))
+    for (r, c), v in np.ndenumerate(routes):
+        axes[3].text(c, r, str(v), ha="center", va="center")
+    axes[3].set_title("mask: gradient goes to the first max")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _save(fig, path)
+    return {"rotated": rotated, "routes": routes}
+
+
+def plot_sharing(path, layers=((32, 3, 3, 32), (28, 1, 5, 32), (14, 32, 5, 64),
+                               (8, 64, 3, 128))) -> list[dict]:
+    """§8: parameters of conv layers vs dense layers of the same input/output sizes."""
+    plt = _plt()
+    rows = [dict(conv_vs_dense_params(n, c, f, o), label=f"{n}×{n}×{c}\n{f}×{f}→{o}")
+            for n, c, f, o in layers]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    idx = np.arange(len(rows))
+    ax.bar(idx - 0.2, [r["conv"] for r in rows], 0.4, label="conv layer")
+    ax.bar(idx + 0.2, [r["dense"] for r in rows], 0.4, label="dense, same in/out sizes")
+    ax.set_yscale("log")
+    ax.set_xticks(idx, [r["label"] for r in rows])
+    ax.set_ylabel("parameters (log scale)")
+    for i, r in enumerate(rows):
+        ax.text(i - 0.2, r["conv"], f"{r['conv']:,}", ha="center", va="bottom", fontsize=7)
+        ax.text(i + 0.2, r["dense"], f"{r['dense']:,}", ha="center", va="bottom", fontsize=7)
+    ax.legend()
+    ax.set_title("sparse connections and weight sharing")
+    _save(fig, path)
+    return rows
+
+
+def plot_training_curves(history, path) -> dict:
+    """Loss and accuracy per epoch (``history`` with train/test loss and accuracy lists)."""
+    plt = _plt()
+    h = history if isinstance(history, dict) else history.as_dict()
+    epochs = np.arange(1, len(h["train_loss"]) + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(epochs, h["train_loss"], "o-", label="train")
+    a.plot(epochs, h["test_loss"], "o-", label="test")
+    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    a.legend()
+    b.plot(epochs, h["train_accuracy"], "o-", label="train")
+    b.plot(epochs, h["test_accuracy"], "o-", label="test")
+    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    b.legend()
+    fig.tight_layout()
+    _save(fig, path)
+    return {"epochs": len(epochs)}

@@ -1,0 +1,102 @@
+"""The pictures: each writes a non-empty PNG; the numbers behind them are exact."""
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jcnn import viz
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _usage_oracle(n, f, pad, pad_high=None):
+    """Windows covering each pixel, by enumerating every window position."""
+    pad_high = pad if pad_high is None else pad_high
+    counts = np.zeros((n, n), int)
+    m = n + pad + pad_high - f + 1
+    for r0, c0 in itertools.product(range(m), repeat=2):
+        for dr, dc in itertools.product(range(f), repeat=2):
+            r, c = r0 + dr - pad, c0 + dc - pad
+            if 0 <= r < n and 0 <= c < n:
+                counts[r, c] += 1
+    return counts
+
+
+@pytest.mark.parametrize("n,f", [(6, 3), (9, 5), (7, 4), (5, 1)])
+def test_pixel_usage_counts(n, f):
+    valid = viz.pixel_usage(n, f, "VALID")
+    np.testing.assert_array_equal(valid, _usage_oracle(n, f, 0))
+    assert valid[0, 0] == 1 and valid[n // 2, n // 2] == f * f  # the article's §4 numbers
+    assert valid.sum() == (n - f + 1) ** 2 * f * f  # every window reads f² pixels
+    same = viz.pixel_usage(n, f, "SAME")
+    lo = (f - 1) // 2  # SAME: the odd extra padding goes on the high side
+    np.testing.assert_array_equal(same, _usage_oracle(n, f, lo, f - 1 - lo))
+
+
+def test_conv_vs_dense_numbers():
+    r = viz.conv_vs_dense_params(32, 3, 3, 32)
+    assert r["conv"] == 3 * 3 * 3 * 32 + 32 == 896
+    assert r["dense"] == (32 * 32 * 3) * (32 * 32 * 32) + 32 * 32 * 32 == 100_696_064
+    assert viz.conv_vs_dense_params(28, 1, 5, 6, padding="VALID")["out"] == (24, 24, 6)
+
+
+def test_max_pool_routes_by_hand():
+    x = np.array([[1, 3, 2, 2], [3, 0, 2, 1], [0, 1, 4, 4], [2, 1, 4, 0]], float)
+    # windows: [[1,3],[3,0]] → first 3 at (0,1); [[2,2],[2,1]] → (0,2);
+    # [[0,1],[2,1]] → (3,0); [[4,4],[4,0]] → (2,2)
+    want = np.zeros((4, 4), int)
+    for r, c in [(0, 1), (0, 2), (3, 0), (2, 2)]:
+        want[r, c] = 1
+    np.testing.assert_array_equal(viz.max_pool_routes(x), want)
+    # overlapping windows accumulate
+    np.testing.assert_array_equal(viz.max_pool_routes(np.array([[0, 5.0, 1]]).T @ np.ones((1, 3)),
+                                                      2, 1).sum(), 4)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (24, 24, 3)).astype(np.uint8)
+    return photo, photo.mean(-1), rng.integers(0, 17, (8, 8)).astype(float)
+
+
+def _png(path):
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    return True
+
+
+def test_every_picture_writes_a_png(images, tmp_path):
+    photo, gray, digit = images
+    assert viz.plot_image_as_tensor(photo, digit, tmp_path / "1.png")["photo_shape"] == (24, 24, 3)
+    shapes = viz.plot_kernel_gallery(gray, tmp_path / "2.png")
+    assert all(s == (24, 24) for s in shapes.values()) and len(shapes) == 6
+    usage = viz.plot_pixel_usage(6, 3, tmp_path / "3.png")
+    assert usage["valid"][0, 0] == 1 and usage["same"][0, 0] == 4
+    sizes = viz.plot_strides(gray, tmp_path / "4.png")
+    assert sizes == {1: (22, 22), 2: (11, 11), 3: (8, 8)}  # ⌊(24 − 3)/s⌋ + 1
+    assert viz.plot_volumes(photo, tmp_path / "5.png")["maps_shape"] == (24, 24, 4)
+    w = np.random.default_rng(1).standard_normal((3, 3, 1, 5))
+    assert viz.plot_filters_and_maps(w, digit, tmp_path / "6.png")["maps_shape"] == (8, 8, 5)
+    back = viz.plot_backprop(tmp_path / "7.png")
+    np.testing.assert_array_equal(back["rotated"], np.arange(9.0, 0, -1).reshape(3, 3))
+    rows = viz.plot_sharing(tmp_path / "8.png")
+    assert rows[0]["conv"] == 896
+    hist = {"train_loss": [2, 1], "test_loss": [2.1, 1.2], "train_accuracy": [0.3, 0.6],
+            "test_accuracy": [0.3, 0.5]}
+    assert viz.plot_training_curves(hist, tmp_path / "9.png")["epochs"] == 2
+    for i in range(1, 10):
+        assert _png(tmp_path / f"{i}.png")
+
+
+def test_visualize_example_writes_nine_pictures(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    import visualize
+
+    written = visualize.main(["--out", str(tmp_path), "--epochs", "1"])
+    assert len(written) == 9
+    for name in written:
+        assert _png(tmp_path / name)
