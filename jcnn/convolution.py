@@ -25,10 +25,12 @@ reverse-over-reverse instead.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import window as win
 from ._checks import acc_dtype, as_float_array, check_batched, same_dtype
@@ -36,7 +38,7 @@ from .padding import PaddingLike, conv_out_shape, ntuple, padding_pairs
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "convolve2d"]
 
-STRATEGIES = ("offsets", "gather", "depthwise")
+STRATEGIES = ("offsets", "gather", "shift", "scan", "depthwise")
 
 
 # --------------------------------------------------------------------------- #
@@ -46,17 +48,29 @@ STRATEGIES = ("offsets", "gather", "depthwise")
 def choose_strategy(window, c_in: int, c_out: int, groups: int) -> str:
     """Pick the arrangement of the windowed sums for one layer shape.
 
+    Every arrangement computes the same sum; measured on a 2-core CPU
+    (``python -m benchmarks.arrangements``):
+
     * ``"depthwise"`` (one input channel per group): a multiply-add per offset,
       there is nothing to contract.
+    * ``"offsets"``: one matmul per kernel offset, summed — best for a single
+      input channel (the products are outer products).
     * ``"gather"``: stack the ``K`` offset slices and do one matmul with
       contraction length ``K·C_in`` — best when each offset's contraction
-      (``C_in``) is too short to keep a GEMM busy.
-    * ``"offsets"``: one matmul per kernel offset, summed (no ``K``-times
-      copy of the input) — best for wide layers.
+      (``C_in < 32``) is too short to keep a GEMM busy.
+    * ``"scan"``: the ``"offsets"`` sum as a ``lax.scan`` over offsets adding
+      into one accumulator, so XLA reuses one buffer instead of holding ``K``
+      products — best for wide layers (``C_in >= 32``).
+    * ``"shift"``: every offset's products in one matmul over the padded input,
+      then shifted into place — kept as an oracle-tested alternative; it lost
+      on every measured shape.
     """
-    if groups > 1 and c_in // groups == 1:
+    cig = c_in // groups
+    if groups > 1 and cig == 1:
         return "depthwise"
-    return "gather" if c_in // groups < 32 else "offsets"
+    if cig == 1:
+        return "offsets"
+    return "gather" if cig < 32 else "scan"
 
 
 def _grouped(a: jax.Array, groups: int) -> jax.Array:
@@ -64,14 +78,48 @@ def _grouped(a: jax.Array, groups: int) -> jax.Array:
     return a.reshape(*a.shape[:-1], groups, a.shape[-1] // groups)
 
 
+def _starts(window, dilation):
+    """``(K, nd)`` int array: where each kernel offset's slice starts (``k·d``)."""
+    return np.array([[k * d for k, d in zip(off, dilation)] for off in win.offsets(window)],
+                    np.int32).reshape(-1, len(window))
+
+
+def _strided(a, stride):
+    """Every ``s``-th element along the spatial dims of ``(N, *spatial, C)``."""
+    if all(st == 1 for st in stride):
+        return a
+    return jax.lax.slice(a, (0,) * a.ndim, a.shape, (1, *stride, 1))
+
+
+def _contract(sl, w_i, groups, acc):
+    """``(N, *out, C_in) · (C_in/G, C_out)`` per group → ``(N, *out, C_out)``."""
+    if groups == 1:
+        return jnp.matmul(sl, w_i, preferred_element_type=acc)
+    out = jnp.einsum("...gi,igo->...go", _grouped(sl, groups), _grouped(w_i, groups),
+                     preferred_element_type=acc)
+    return out.reshape(*out.shape[:-2], w_i.shape[-1])
+
+
+def _contract_t(g, w_i, groups, acc):
+    """``(N, *out, C_out) · (C_in/G, C_out)ᵀ`` per group → ``(N, *out, C_in)``."""
+    cig, c_out = w_i.shape
+    if cig == 1 and groups > 1:  # depthwise: an elementwise product summed per group
+        prod = g.astype(acc) * w_i[0].astype(acc)
+        return _grouped(prod, groups).sum(-1)
+    out = jnp.einsum("...go,igo->...gi", _grouped(g, groups), _grouped(w_i, groups),
+                     preferred_element_type=acc)
+    return out.reshape(*out.shape[:-2], groups * cig)
+
+
 def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
     """Σ_k slice_k(xp) · W[k] over kernel offsets ``k``, in the accumulation dtype."""
     window, (cig, c_out) = w.shape[:-2], w.shape[-2:]
     acc = acc_dtype(xp.dtype)
-    slices = [
-        win.window_slice(xp, k, out_shape, stride, dilation) for k in win.offsets(window)
-    ]
-    wk = w.reshape(len(slices), cig, c_out)
+    n_off = math.prod(window)
+    wk = w.reshape(n_off, cig, c_out)
+    if strategy in ("depthwise", "gather", "offsets"):
+        slices = [win.window_slice(xp, k, out_shape, stride, dilation)
+                  for k in win.offsets(window)]
     if strategy == "depthwise":
         mult = c_out // groups
         out = None
@@ -83,7 +131,7 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
     if strategy == "gather":
         patches = jnp.stack(slices, axis=-2)  # (N, *out, K, C_in)
         if groups == 1:
-            flat = patches.reshape(*patches.shape[:-2], len(slices) * cig)
+            flat = patches.reshape(*patches.shape[:-2], n_off * cig)
             return jnp.matmul(
                 flat, w.reshape(-1, c_out), preferred_element_type=acc
             )
@@ -91,19 +139,40 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
         wg = _grouped(wk, groups)  # (K, cig, G, cog)
         out = jnp.einsum("...kgi,kigo->...go", patches, wg, preferred_element_type=acc)
         return out.reshape(*out.shape[:-2], c_out)
+    if strategy == "scan":
+        # the same sum as "offsets", as a loop over offsets that adds into one
+        # accumulator: XLA reuses that buffer instead of holding K products
+        starts = jnp.asarray(_starts(window, dilation), jnp.int32)
+        span = [(m - 1) * st + 1 for m, st in zip(out_shape, stride)]
+
+        zero = jnp.zeros((), jnp.int32)
+
+        def body(total, item):
+            start, w_i = item
+            sl = _strided(jax.lax.dynamic_slice(
+                xp, (zero, *start, zero), (xp.shape[0], *span, xp.shape[-1])), stride)
+            return total + _contract(sl, w_i, groups, acc), None
+
+        init = jnp.zeros((xp.shape[0], *out_shape, c_out), acc)
+        return jax.lax.scan(body, init, (starts, wk))[0]
+    if strategy == "shift":
+        # all offsets' products in one matmul over the padded input, then each
+        # offset's plane shifted (strided-sliced) into place and added
+        if groups == 1:
+            prods = jnp.einsum("...i,kio->...ko", xp, wk, preferred_element_type=acc)
+        else:
+            prods = jnp.einsum("...gi,kigo->...kgo", _grouped(xp, groups), _grouped(wk, groups),
+                               preferred_element_type=acc)
+            prods = prods.reshape(*prods.shape[:-2], c_out)
+        out = None
+        for i, k in enumerate(win.offsets(window)):
+            term = win.window_slice(prods[..., i, :], k, out_shape, stride, dilation)
+            out = term if out is None else out + term
+        return out
     if strategy == "offsets":
         out = None
         for i, sl in enumerate(slices):
-            if groups == 1:
-                term = jnp.matmul(sl, wk[i], preferred_element_type=acc)
-            else:
-                term = jnp.einsum(
-                    "...gi,igo->...go",
-                    _grouped(sl, groups),
-                    _grouped(wk[i], groups),
-                    preferred_element_type=acc,
-                )
-                term = term.reshape(*term.shape[:-2], c_out)
+            term = _contract(sl, wk[i], groups, acc)
             out = term if out is None else out + term
         return out
     raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
@@ -139,36 +208,81 @@ def rot180(w: jax.Array, groups: int = 1) -> jax.Array:
     return swapped.reshape(*w.shape[:-2], c_out // groups, groups * cig)
 
 
-def _input_grad(g, w, in_sizes, stride, pads, dilation, groups):
-    """dX: full convolution of the stride-spread cotangent with rot180(W), cropped."""
+def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
+    """dX, the article's full convolution of the spread cotangent with rot180(W).
+
+    Two arrangements of the same sum:
+
+    * ``"fullconv"``: spread ``dZ`` by the stride (``s − 1`` zeros between
+      values), pad it by ``f_eff − 1`` (the full convolution) minus the forward's
+      padding, and run :func:`conv` with ``rot180(W)``.  High rows the forward
+      never read (``(n + 2p − f) mod s ≠ 0``) get zero.
+    * ``"scatter"``: each cotangent value scatters ``W · dZ[p]`` back over the
+      window it came from (§9): one matmul ``dZ · W[k]ᵀ`` for all offsets ``k``,
+      each plane placed by the transpose of the forward's strided slice.  No
+      multiplications by the inserted zeros — the choice for strided layers.
+    """
+    window, (cig, c_out) = w.shape[:-2], w.shape[-2:]
+    if strategy is None:
+        depthwise = cig == 1 and groups > 1
+        wide = cig >= 32 and c_out // groups >= 32
+        strategy = "fullconv" if max(stride) == 1 and (wide or depthwise) else "scatter"
+    nd = len(in_sizes)
+    if strategy == "scatter":
+        acc = acc_dtype(g.dtype)
+        wk = w.reshape(-1, cig, c_out)
+        if cig == 1 and groups > 1:
+            prods = [_contract_t(g, wk[i], groups, acc) for i in range(wk.shape[0])]
+        else:  # one matmul for all offsets: (N, *out, C_out) · (C_out, K·C_in)
+            both = jnp.einsum("...go,kigo->...kgi", _grouped(g, groups), _grouped(wk, groups),
+                              preferred_element_type=acc)
+            both = both.reshape(*both.shape[:-2], groups * cig)  # (N, *out, K, C_in)
+            prods = [both[..., i, :] for i in range(wk.shape[0])]
+        padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, pads)]
+        dxp = None
+        for prod, k in zip(prods, win.offsets(window)):  # dX_pad[p·s + k·d] += W[k] dZ[p]
+            term = win.scatter_slice(prod, k, padded, stride, dilation)
+            dxp = term if dxp is None else dxp + term
+        return win.pad_spatial(dxp, [(-lo, -hi) for lo, hi in pads]).astype(g.dtype)
     config = []
-    for n, f, s, (lo, hi), d, m in zip(
-        in_sizes, w.shape[:-2], stride, pads, dilation, g.shape[1:-1]
-    ):
+    for n, f, s, (lo, hi), d in zip(in_sizes, w.shape[:-2], stride, pads, dilation):
         f_eff = (f - 1) * d + 1
         unread = (n + lo + hi - f_eff) % s  # high rows the forward never reached
         config.append((f_eff - 1 - lo, f_eff - 1 - hi + unread, s - 1))
-    gp = jax.lax.pad(
-        g, jnp.zeros((), g.dtype), [(0, 0, 0), *config, (0, 0, 0)]
-    )
-    nd = len(in_sizes)
+    gp = jax.lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0), *config, (0, 0, 0)])
     return _conv(gp, rot180(w, groups), None, (1,) * nd, ((0, 0),) * nd, dilation, groups)
 
 
-def _weight_grad(x, g, w_shape, stride, pads, dilation, groups):
-    """dW[k] = Σ_{n,p} X_pad[n, p·s + k·d]ᵀ dZ[n, p]: correlation of X with dZ."""
+def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
+    """dW[k] = Σ_{n,p} X_pad[n, p·s + k·d]ᵀ dZ[n, p]: correlation of X with dZ.
+
+    ``"offsets"``: one contraction over all positions per kernel offset;
+    ``"gather"``: the offsets' slices stacked, one matmul for every offset.
+    """
     window, (cig, c_out) = w_shape[:-2], w_shape[-2:]
+    if strategy is None:
+        small = cig * math.prod(window) < 32 and not (cig == 1 and groups > 1)
+        strategy = "gather" if small else "offsets"
     acc = acc_dtype(x.dtype)
     xp = win.pad_spatial(x, pads)
     out_shape = g.shape[1:-1]
     g2 = _grouped(g.reshape(-1, c_out), groups)  # (M, G, cog)
-    terms = []
-    for k in win.offsets(window):
-        sl = win.window_slice(xp, k, out_shape, stride, dilation)
-        sl2 = _grouped(sl.reshape(-1, sl.shape[-1]), groups)  # (M, G, cig)
-        t = jnp.einsum("mgi,mgo->igo", sl2, g2, preferred_element_type=acc)
-        terms.append(t.reshape(cig, c_out))
-    return jnp.stack(terms).reshape(w_shape).astype(x.dtype)
+
+    def correlate(sl):  # Σ_m slice[m]ᵀ dZ[m], per group → (cig, G, cog)
+        sl2 = _grouped(sl.reshape(-1, groups * cig), groups)  # (M, G, cig)
+        if cig == 1 and groups > 1:  # depthwise: elementwise products, summed
+            prod = sl2.astype(acc) * g2.astype(acc)  # (M, G, cog) by broadcasting
+            return prod.sum(0)[None]
+        return jnp.einsum("mgi,mgo->igo", sl2, g2, preferred_element_type=acc)
+
+    slices = [win.window_slice(xp, k, out_shape, stride, dilation) for k in win.offsets(window)]
+    if strategy == "gather":
+        patches = _grouped(jnp.stack(slices, axis=-2).reshape(-1, len(slices), groups * cig),
+                           groups)  # (M, K, G, cig)
+        dw = jnp.einsum("mkgi,mgo->kigo", patches, g2, preferred_element_type=acc)
+    else:
+        dw = jnp.stack([correlate(sl) for sl in slices])
+    return dw.reshape(w_shape).astype(x.dtype)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))

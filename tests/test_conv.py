@@ -16,7 +16,7 @@ from jcnn import convolution
 
 
 def _strategies_for(case):
-    paths = ["offsets", "gather"]
+    paths = ["offsets", "gather", "scan", "shift"]
     if case.w_shape[-2] == 1 and case.groups > 1:
         paths.append("depthwise")
     return paths
@@ -89,16 +89,28 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
     y_shape = jax.eval_shape(ours, *args).shape
     ct = np.random.default_rng(case.seed + 1).standard_normal(y_shape)
 
+    geometry = (case.stride, case.pads, case.dilation, case.groups)
+
     @jax.jit
     def run(ct, *args):
-        return [jax.vjp(fn, *args)[1](ct) for fn in (ours, ref, plain)]
+        vjps = [jax.vjp(fn, *args)[1](ct) for fn in (ours, ref, plain)]
+        # every arrangement of the backward's sums, not only the one chosen
+        dxs = [convolution._input_grad(ct, w, x.shape[1:-1], *geometry, path)
+               for path in ("fullconv", "scatter")]
+        dws = [convolution._weight_grad(x, ct, w.shape, *geometry, path)
+               for path in ("offsets", "gather")]
+        return vjps, dxs, dws
 
-    got, *wants = run(ct, *args)
+    (got, *wants), dxs, dws = run(ct, *args)
     for name, want in zip(("lax", "autodiff"), wants):
         for label, g, r in zip("xwb", got, want):
             assert g.shape == r.shape
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10,
                                        err_msg=f"d{label} vs {name}")
+    for path, dx in zip(("fullconv", "scatter"), dxs):
+        np.testing.assert_allclose(dx, wants[0][0], rtol=1e-10, atol=1e-10, err_msg=path)
+    for path, dw in zip(("offsets", "gather"), dws):
+        np.testing.assert_allclose(dw, wants[0][1], rtol=1e-10, atol=1e-10, err_msg=path)
 
 
 @given(conv_cases(max_kernel=4, batch=(1, 2)))
@@ -388,3 +400,23 @@ def test_rot180_swaps_channels_per_group():
     for o in range(4):
         g, j = divmod(o, 2)
         np.testing.assert_array_equal(r[:, :, j, g], w[::-1, ::-1, 0, o])
+
+
+def test_bit_identical_across_runs():
+    """The same inputs give bit-identical outputs and gradients, compiled anew each time."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 9, 9, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
+
+    def run():
+        f = jax.jit(lambda x, w: jax.value_and_grad(
+            lambda x, w: jnp.sum(jnp.tanh(jcnn.conv(x, w, stride=2, padding="SAME"))),
+            (0, 1))(x, w))
+        (v, (gx, gw)) = f(x, w)
+        return np.asarray(v), np.asarray(gx), np.asarray(gw)
+
+    first, second = run(), run()
+    jax.clear_caches()
+    third = run()
+    for a, b, c in zip(first, second, third):
+        assert a.tobytes() == b.tobytes() == c.tobytes()
