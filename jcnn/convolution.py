@@ -45,7 +45,10 @@ STRATEGIES = ("offsets", "gather", "shift", "scan", "depthwise")
 # How the windowed sums are arranged.  Every arrangement computes exactly the
 # sum above; they differ only in how XLA sees the work.
 # --------------------------------------------------------------------------- #
-def choose_strategy(window, c_in: int, c_out: int, groups: int) -> str:
+GATHER_LIMIT = 1 << 22  # elements of the gathered patch matrix (16 MiB in f32)
+
+
+def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int = 0) -> str:
     """Pick the arrangement of the windowed sums for one layer shape.
 
     Every arrangement computes the same sum; measured on a 2-core CPU
@@ -56,11 +59,12 @@ def choose_strategy(window, c_in: int, c_out: int, groups: int) -> str:
     * ``"offsets"``: one matmul per kernel offset, summed — best for a single
       input channel (the products are outer products).
     * ``"gather"``: stack the ``K`` offset slices and do one matmul with
-      contraction length ``K·C_in`` — best when each offset's contraction
-      (``C_in < 32``) is too short to keep a GEMM busy.
+      contraction length ``K·C_in`` — best while the gathered patch matrix
+      (``positions · K · C_in`` elements, ``positions = N · Π out``) stays under
+      ``GATHER_LIMIT``: one long contraction keeps the GEMM busy.
     * ``"scan"``: the ``"offsets"`` sum as a ``lax.scan`` over offsets adding
       into one accumulator, so XLA reuses one buffer instead of holding ``K``
-      products — best for wide layers (``C_in >= 32``).
+      products or a huge patch matrix — best for large, wide layers.
     * ``"shift"``: every offset's products in one matmul over the padded input,
       then shifted into place — kept as an oracle-tested alternative; it lost
       on every measured shape.
@@ -70,7 +74,7 @@ def choose_strategy(window, c_in: int, c_out: int, groups: int) -> str:
         return "depthwise"
     if cig == 1:
         return "offsets"
-    return "gather" if cig < 32 else "scan"
+    return "gather" if positions * math.prod(window) * cig <= GATHER_LIMIT else "scan"
 
 
 def _grouped(a: jax.Array, groups: int) -> jax.Array:
@@ -181,9 +185,10 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
 def _forward(x, w, b, stride, pads, dilation, groups, strategy=None):
     """The plain windowed-sum forward (no custom rule): conv's definition."""
     window = w.shape[:-2]
-    if strategy is None:
-        strategy = choose_strategy(window, x.shape[-1], w.shape[-1], groups)
     out_shape = conv_out_shape(x.shape[1:-1], window, stride, pads, dilation)
+    if strategy is None:
+        positions = x.shape[0] * math.prod(out_shape)
+        strategy = choose_strategy(window, x.shape[-1], w.shape[-1], groups, positions)
     xp = win.pad_spatial(x, pads)
     out = _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy)
     if b is not None:

@@ -100,3 +100,14 @@ def test_visualize_example_writes_nine_pictures(tmp_path):
     assert len(written) == 9
     for name in written:
         assert _png(tmp_path / name)
+
+
+def test_benchmark_suite_runs_on_tiny_shapes(tmp_path):
+    """Keep `python -m benchmarks` working (timings are never asserted)."""
+    from benchmarks.__main__ import main
+
+    conv_rows, pool_rows, train_row = main(["--quick", "--repeats", "1",
+                                            "--out", str(tmp_path / "B.md")])
+    assert len(conv_rows) == 3 and len(pool_rows) == 4
+    text = (tmp_path / "B.md").read_text()
+    assert "Geometric mean jcnn/lax" in text and "digits train step" in text
