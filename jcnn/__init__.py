@@ -15,11 +15,14 @@ from .convolution import conv as conv
 from .convolution import conv1d as conv1d
 from .convolution import conv2d as conv2d
 from .convolution import conv3d as conv3d
+from .convolution import conv_transpose as conv_transpose
 from .convolution import convolve2d as convolve2d
 from .convolution import rot180 as rot180
 from .linear import dense as dense
 from .linear import flatten as flatten
 from .losses import softmax_cross_entropy as softmax_cross_entropy
+from .padding import PADDING_MODES as PADDING_MODES
+from .padding import border_pad as border_pad
 from .padding import output_size as output_size
 from .padding import padding_pairs as padding_pairs
 from .padding import same_padding as same_padding
@@ -31,7 +34,8 @@ from .pooling import max_pool as max_pool
 __version__ = "0.1.0"
 
 __all__ = [
-    "avg_pool", "conv", "conv1d", "conv2d", "conv3d", "convolve2d", "dense", "flatten",
+    "PADDING_MODES", "avg_pool", "border_pad", "conv", "conv1d", "conv2d", "conv3d",
+    "conv_transpose", "convolve2d", "dense", "flatten",
     "global_avg_pool", "global_max_pool", "leaky_relu", "log_softmax", "max_pool", "nn",
     "output_size", "padding_pairs", "relu", "rot180", "same_padding", "sigmoid", "softmax",
     "softmax_cross_entropy", "tanh",

@@ -34,9 +34,16 @@ import numpy as np
 
 from . import window as win
 from ._checks import acc_dtype, as_float_array, check_batched, same_dtype
-from .padding import PaddingLike, conv_out_shape, ntuple, padding_pairs
+from .padding import (
+    PaddingLike,
+    border_pad,
+    check_padding_mode,
+    conv_out_shape,
+    ntuple,
+    padding_pairs,
+)
 
-__all__ = ["conv", "conv1d", "conv2d", "conv3d", "convolve2d"]
+__all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "convolve2d"]
 
 STRATEGIES = ("offsets", "gather", "shift", "scan", "depthwise")
 
@@ -360,9 +367,12 @@ def canonicalize(fn, x, w, b, stride, padding, dilation, groups, nd=None):
     return x, w, b, stride, pads, dilation, groups
 
 
-def _entry(fn, nd, x, w, b, stride, padding, dilation, groups):
-    args = canonicalize(fn, x, w, b, stride, padding, dilation, groups, nd)
-    return _conv(*args)
+def _entry(fn, nd, x, w, b, stride, padding, dilation, groups, padding_mode="zeros"):
+    x, w, b, stride, pads, dilation, groups = canonicalize(
+        fn, x, w, b, stride, padding, dilation, groups, nd)
+    if check_padding_mode(padding_mode, pads, x.shape[1:-1], fn) != "zeros":
+        x, pads = border_pad(x, pads, padding_mode), ((0, 0),) * len(pads)
+    return _conv(x, w, b, stride, pads, dilation, groups)
 
 
 def conv(
@@ -374,6 +384,7 @@ def conv(
     padding: PaddingLike = "VALID",
     dilation: int | tuple[int, ...] = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
 ) -> jax.Array:
     """N-d convolution layer (cross-correlation), channels-last.
 
@@ -389,6 +400,10 @@ def conv(
       dilation: kernel dilation, an int or one int per spatial dim.
       groups: split channels into this many independent groups
         (``groups == C_in`` with one channel per group is depthwise).
+      padding_mode: what the padding holds — ``"zeros"``, or copies of border
+        pixels: ``"reflect"`` (mirrored, edge not repeated), ``"replicate"``
+        (the edge repeated) or ``"circular"`` (wrapped around), as PyTorch.
+        Their gradients fold back onto the source pixels.
 
     Returns:
       ``(N, *out_spatial, C_out)`` with ``out = ⌊(n + p_lo + p_hi − f_eff)/s⌋ + 1``,
@@ -404,22 +419,135 @@ def conv(
       >>> jcnn.conv(x, w).shape            # 6×6 ∗ 3×3 valid → 4×4
       (1, 4, 4, 1)
     """
-    return _entry("conv", None, x, w, b, stride, padding, dilation, groups)
+    return _entry("conv", None, x, w, b, stride, padding, dilation, groups, padding_mode)
 
 
-def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1) -> jax.Array:
+def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
+           padding_mode="zeros") -> jax.Array:
     """:func:`conv` for ``x`` of shape ``(N, L, C_in)``; checks the rank."""
-    return _entry("conv1d", 1, x, w, b, stride, padding, dilation, groups)
+    return _entry("conv1d", 1, x, w, b, stride, padding, dilation, groups, padding_mode)
 
 
-def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1) -> jax.Array:
+def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
+           padding_mode="zeros") -> jax.Array:
     """:func:`conv` for ``x`` of shape ``(N, H, W, C_in)``; checks the rank."""
-    return _entry("conv2d", 2, x, w, b, stride, padding, dilation, groups)
+    return _entry("conv2d", 2, x, w, b, stride, padding, dilation, groups, padding_mode)
 
 
-def conv3d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1) -> jax.Array:
+def conv3d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
+           padding_mode="zeros") -> jax.Array:
     """:func:`conv` for ``x`` of shape ``(N, D, H, W, C_in)``; checks the rank."""
-    return _entry("conv3d", 3, x, w, b, stride, padding, dilation, groups)
+    return _entry("conv3d", 3, x, w, b, stride, padding, dilation, groups, padding_mode)
+
+
+# --------------------------------------------------------------------------- #
+# Transposed convolution: conv's input gradient as a forward op.
+# --------------------------------------------------------------------------- #
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
+def _conv_t(x, w, b, stride, pads, dilation, groups, out_sizes):
+    y = _input_grad(x, w, out_sizes, stride, pads, dilation, groups)
+    return y if b is None else (y + b.astype(y.dtype)).astype(y.dtype)
+
+
+def _conv_t_fwd(x, w, b, stride, pads, dilation, groups, out_sizes):
+    return _conv_t(x, w, b, stride, pads, dilation, groups, out_sizes), (x, w, b)
+
+
+def _conv_t_bwd(stride, pads, dilation, groups, out_sizes, res, g):
+    x, w, b = res
+    # y = Aᵀx with A the conv by w, so dx = A g (conv forward) and dw is the
+    # conv's weight correlation with the roles of input and cotangent swapped
+    dx = _conv(g, w, None, stride, pads, dilation, groups)
+    dw = _weight_grad(g, x, w.shape, stride, pads, dilation, groups)
+    db = None
+    if b is not None:
+        db = jnp.sum(g, axis=tuple(range(g.ndim - 1)), dtype=acc_dtype(g.dtype)).astype(b.dtype)
+    return dx, dw, db
+
+
+_conv_t.defvjp(_conv_t_fwd, _conv_t_bwd)
+
+
+def conv_transpose(
+    x: jax.typing.ArrayLike,
+    w: jax.typing.ArrayLike,
+    b: jax.typing.ArrayLike | None = None,
+    *,
+    stride: int | tuple[int, ...] = 1,
+    padding: PaddingLike = 0,
+    output_padding: int | tuple[int, ...] = 0,
+    dilation: int | tuple[int, ...] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> jax.Array:
+    """N-d transposed convolution, channels-last: the adjoint of :func:`conv`.
+
+    ``conv_transpose(x, w)`` is exactly conv's input gradient (article §9) —
+    the full convolution of the stride-spread ``x`` with ``rot180(w)`` — run
+    as a forward op: for any ``u``, ``<conv(u, w), x> = <u, conv_transpose(x, w)>``
+    when the geometry (stride, padding, dilation, groups) is the same.
+
+    Shapes and padding follow PyTorch's ``conv_transpose{1,2,3}d`` (channels
+    last): ``x`` is ``(N, *spatial, C_in)``, ``w`` is
+    ``(*window, C_out // groups, C_in)`` — the kernel of the conv that maps
+    ``C_out`` channels back to ``C_in`` — and each output size is
+
+        ``(n − 1)·s − p_low − p_high + d·(f − 1) + output_padding + 1``
+
+    ``padding`` (an int, one per dim, ``(low, high)`` pairs or ``"VALID"`` = 0)
+    crops the full output; ``output_padding`` (``< stride``) adds rows at the
+    high end, picking among the input sizes a strided conv maps to the same
+    size.  Only ``padding_mode="zeros"`` (as PyTorch).
+
+    Backward: ``dx = conv(dy, w)`` and ``dw`` the conv's weight correlation with
+    ``dy`` as the input; both differentiable again.
+    """
+    fn = "conv_transpose"
+    x = as_float_array(x, "x", fn)
+    w = as_float_array(w, "w", fn)
+    b = None if b is None else as_float_array(b, "b", fn)
+    nd = check_batched(x, "x", fn)
+    shapes = f"(x.shape={x.shape}, w.shape={w.shape})"
+    if w.ndim != nd + 2:
+        raise ValueError(f"{fn}: w must be {nd + 2}-d (*window, C_out/groups, C_in) for "
+                         f"{nd} spatial dims {shapes}")
+    same_dtype(fn, x=x, w=w, b=b)
+    stride = ntuple(stride, nd, "stride", fn)
+    dilation = ntuple(dilation, nd, "dilation", fn)
+    output_padding = ntuple(output_padding, nd, "output_padding", fn, minimum=0)
+    (groups,) = ntuple(groups, 1, "groups", fn)
+    if padding_mode != "zeros":
+        raise ValueError(f"{fn}: only padding_mode='zeros' is supported (as PyTorch), "
+                         f"got {padding_mode!r}")
+    c_in = x.shape[-1]
+    if c_in % groups:
+        raise ValueError(f"{fn}: `groups` (={groups}) must divide the input channels "
+                         f"(={c_in}) {shapes}")
+    if w.shape[-1] != c_in:
+        raise ValueError(f"{fn}: x has {c_in} channels but w expects {w.shape[-1]} "
+                         f"(w is (*window, C_out/groups, C_in)) {shapes}")
+    c_out = w.shape[-2] * groups
+    if b is not None and b.shape != (c_out,):
+        raise ValueError(f"{fn}: b must have shape ({c_out},), got b.shape={b.shape} {shapes}")
+    if 0 in w.shape[:-2]:
+        raise ValueError(f"{fn}: the kernel window {w.shape[:-2]} has a zero-size dim {shapes}")
+    if isinstance(padding, str) and padding.upper() == "SAME":
+        raise ValueError(f"{fn}: padding 'SAME' is not defined for a transposed conv; "
+                         "give the (low, high) crop per dim")
+    pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation, fn)
+    out_sizes = []
+    for i, (n, f, s, (lo, hi), d, op) in enumerate(
+        zip(x.shape[1:-1], w.shape[:-2], stride, pads, dilation, output_padding)
+    ):
+        if op >= s:
+            raise ValueError(f"{fn}: output_padding ({op}) must be smaller than the stride "
+                             f"({s}) in spatial dim {i}")
+        size = (n - 1) * s - lo - hi + (f - 1) * d + 1 + op
+        if size < 1:
+            raise ValueError(f"{fn}: padding ({lo}, {hi}) crops the whole output in spatial "
+                             f"dim {i} (full size {size + lo + hi}) {shapes}")
+        out_sizes.append(size)
+    return _conv_t(x, w, b, stride, pads, dilation, groups, tuple(out_sizes))
 
 
 def convolve2d(

@@ -18,8 +18,11 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from functools import partial
 from typing import Union
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 PaddingLike = Union[str, int, Sequence[int | Sequence[int]]]
@@ -161,3 +164,71 @@ def conv_out_shape(in_sizes, window, stride, pads, dilation) -> tuple[int, ...]:
 
 def prod(xs) -> int:
     return math.prod(xs)
+
+
+# --------------------------------------------------------------------------- #
+# Padding with a border mode, and its hand-written backward.
+# --------------------------------------------------------------------------- #
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _source_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """For each padded position along one dim, the input index it copies."""
+    i = np.arange(-lo, n + hi)
+    if mode == "reflect":  # mirror without repeating the edge: [2 1 | 0 1 2 3 | 2 1]
+        i = np.abs(i)
+        i = np.where(i > n - 1, 2 * (n - 1) - i, i)
+    elif mode == "replicate":  # repeat the edge: [0 0 | 0 1 2 3 | 3 3]
+        i = np.clip(i, 0, n - 1)
+    else:  # circular: wrap around: [2 3 | 0 1 2 3 | 0 1]
+        i = np.mod(i, n)
+    return i
+
+
+def check_padding_mode(mode, pads, sizes, fn: str) -> str:
+    """Validate ``padding_mode`` against the padding and the input sizes."""
+    if mode not in PADDING_MODES:
+        raise ValueError(f"{fn}: unknown padding_mode {mode!r}; use one of {PADDING_MODES}")
+    for i, (n, (lo, hi)) in enumerate(zip(sizes, pads)):
+        if mode == "reflect" and max(lo, hi) >= n:
+            raise ValueError(f"{fn}: reflect padding ({lo}, {hi}) must be smaller than the "
+                             f"input size {n} in spatial dim {i}")
+        if mode == "circular" and max(lo, hi) > n:
+            raise ValueError(f"{fn}: circular padding ({lo}, {hi}) must not exceed the input "
+                             f"size {n} in spatial dim {i}")
+    return mode
+
+
+def _mode_pad_forward(x, pads, mode):
+    for axis, (lo, hi) in enumerate(pads, start=1):
+        if lo or hi:
+            x = jnp.take(x, _source_index(x.shape[axis], lo, hi, mode), axis=axis)
+    return x
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def border_pad(x, pads, mode):
+    """Pad the spatial dims of ``(N, *spatial, C)`` by ``pads`` copying border
+    pixels (``mode``: ``"reflect"``, ``"replicate"`` or ``"circular"``).
+
+    Backward: the gradient of every copied pixel folds back onto its source
+    pixel — ``dX[src(i)] += dX_pad[i]`` — one scatter-add per dim.
+    """
+    return _mode_pad_forward(x, pads, mode)
+
+
+def _border_pad_fwd(x, pads, mode):
+    return _mode_pad_forward(x, pads, mode), x.shape
+
+
+def _border_pad_bwd(pads, mode, shape, g):
+    for axis in reversed(range(1, len(shape) - 1)):
+        lo, hi = pads[axis - 1]
+        if lo or hi:
+            idx = _source_index(shape[axis], lo, hi, mode)
+            folded = jnp.zeros((*g.shape[:axis], shape[axis], *g.shape[axis + 1:]), g.dtype)
+            g = folded.at[(slice(None),) * axis + (idx,)].add(g)
+    return (g,)
+
+
+border_pad.defvjp(_border_pad_fwd, _border_pad_bwd)
