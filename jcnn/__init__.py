@@ -26,17 +26,20 @@ from .padding import border_pad as border_pad
 from .padding import output_size as output_size
 from .padding import padding_pairs as padding_pairs
 from .padding import same_padding as same_padding
+from .pooling import adaptive_avg_pool as adaptive_avg_pool
+from .pooling import adaptive_max_pool as adaptive_max_pool
 from .pooling import avg_pool as avg_pool
 from .pooling import global_avg_pool as global_avg_pool
 from .pooling import global_max_pool as global_max_pool
 from .pooling import max_pool as max_pool
+from .pooling import max_unpool as max_unpool
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PADDING_MODES", "avg_pool", "border_pad", "conv", "conv1d", "conv2d", "conv3d",
+    "PADDING_MODES", "adaptive_avg_pool", "adaptive_max_pool", "avg_pool", "border_pad", "conv", "conv1d", "conv2d", "conv3d",
     "conv_transpose", "convolve2d", "dense", "flatten",
-    "global_avg_pool", "global_max_pool", "leaky_relu", "log_softmax", "max_pool", "nn",
+    "global_avg_pool", "global_max_pool", "leaky_relu", "log_softmax", "max_pool", "max_unpool", "nn",
     "output_size", "padding_pairs", "relu", "rot180", "same_padding", "sigmoid", "softmax",
     "softmax_cross_entropy", "tanh",
 ]

@@ -194,7 +194,8 @@ def max_pool(
     stride: int | tuple[int, ...] | None = None,
     padding: PaddingLike = "VALID",
     ceil_mode: bool = False,
-) -> jax.Array:
+    return_indices: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Max pooling over ``(N, *spatial, C)`` (1–3 spatial dims), channels pooled apart.
 
     ``Y[n, p, c] = max_k X_pad[n, p·s + k, c]``
@@ -208,6 +209,9 @@ def max_pool(
       ceil_mode: PyTorch's rule — round the output size up, so a last window
         may overhang the input (it never starts in the padding).
 
+      return_indices: also return, per output, the flat spatial index of the
+        element that won (PyTorch's convention), for :func:`max_unpool`.
+
     Backward: each window's cotangent goes to its first maximal element in
     row-major window order; ties are not split, NaN windows route to their
     first NaN (see the module docstring).
@@ -219,6 +223,9 @@ def max_pool(
       Array([[ 5.,  7.],
              [13., 15.]], dtype=float32)
     """
+    if return_indices:
+        return max_pool_with_indices(x, window, stride=stride, padding=padding,
+                                     ceil_mode=ceil_mode)
     x, window, stride, _, out_shape, pads_total = _canonicalize(
         "max_pool", x, window, stride, padding, ceil_mode
     )
@@ -351,3 +358,182 @@ def global_avg_pool(x: jax.typing.ArrayLike) -> jax.Array:
     x = as_float_array(x, "x", "global_avg_pool")
     check_batched(x, "x", "global_avg_pool")
     return avg_pool(x, x.shape[1:-1]).reshape(x.shape[0], x.shape[-1])
+
+
+# --------------------------------------------------------------------------- #
+# max_pool indices and max_unpool
+# --------------------------------------------------------------------------- #
+def _max_indices(x, y, window, stride, pads_total, out_shape):
+    """Flat spatial index (into the unpadded input) of each window's first maximum."""
+    sizes = x.shape[1:-1]
+    idx = jnp.zeros(y.shape, jnp.int32)
+    for k, hit in max_pool_mask(x, y, window, stride, pads_total, out_shape):
+        coords = np.meshgrid(*(np.arange(m) * s + kk - lo for m, s, kk, (lo, _) in
+                               zip(out_shape, stride, k, pads_total)), indexing="ij")
+        flat = np.ravel_multi_index([np.clip(c, 0, n - 1) for c, n in zip(coords, sizes)],
+                                    sizes).astype(np.int32)
+        idx = jnp.where(hit, flat.reshape(1, *out_shape, 1), idx)
+    return idx
+
+
+def max_pool_with_indices(x, window, *, stride=None, padding="VALID", ceil_mode=False):
+    """:func:`max_pool` plus, per output, the flat spatial index (row-major over the
+    unpadded input's spatial dims, per batch element and channel — PyTorch's
+    ``return_indices`` convention) of the element that won (the first maximum)."""
+    x, window, stride, _, out_shape, pads_total = _canonicalize(
+        "max_pool", x, window, stride, padding, ceil_mode)
+    y = max_pool(x, window, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    xs, ys = jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)
+    return y, _max_indices(xs, ys, window, stride, pads_total, out_shape)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _unpool(y, indices, out_shape):
+    n, c = y.shape[0], y.shape[-1]
+    flat_y, flat_i = y.reshape(n, -1, c), indices.reshape(n, -1, c)
+    out = jnp.zeros((n, int(np.prod(out_shape)), c), y.dtype)
+    rows = jnp.arange(n)[:, None, None]
+    cols = jnp.arange(c)[None, None, :]
+    return out.at[rows, flat_i, cols].add(flat_y).reshape(n, *out_shape, c)
+
+
+def _unpool_fwd(y, indices, out_shape):
+    return _unpool(y, indices, out_shape), indices
+
+
+def _unpool_bwd(out_shape, indices, g):
+    # the transpose of a scatter-add is a gather: each value reads back its slot
+    n, c = g.shape[0], g.shape[-1]
+    flat_g = g.reshape(n, -1, c)
+    picked = jnp.take_along_axis(flat_g, indices.reshape(n, -1, c), axis=1)
+    return picked.reshape(indices.shape), None
+
+
+_unpool.defvjp(_unpool_fwd, _unpool_bwd)
+
+
+def max_unpool(y, indices, window, *, stride=None, padding=0, output_size=None) -> jax.Array:
+    """Put each pooled value back where its maximum came from; zeros elsewhere.
+
+    ``y`` and ``indices`` are ``max_pool(..., return_indices=True)``'s outputs.
+    The output's spatial size is ``output_size`` or PyTorch's default
+    ``(n − 1)·s − p_low − p_high + f``.  Values sharing an index (overlapping
+    windows with the same winner) are summed, so ``max_unpool`` is exactly the
+    transpose of gathering at ``indices`` — its backward.
+    """
+    fn = "max_unpool"
+    y = as_float_array(y, "y", fn)
+    nd = check_batched(y, "y", fn)
+    indices = jnp.asarray(indices)
+    if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.shape != y.shape:
+        raise ValueError(f"{fn}: indices must be integers shaped like y, got "
+                         f"{indices.dtype}{list(indices.shape)} for y.shape={y.shape}")
+    window = ntuple(window, nd, "window", fn)
+    stride = window if stride is None else ntuple(stride, nd, "stride", fn)
+    pads = padding_pairs(padding, y.shape[1:-1], window, stride, (1,) * nd, fn)
+    if output_size is None:
+        out_shape = tuple((m - 1) * s - lo - hi + f for m, s, (lo, hi), f in
+                          zip(y.shape[1:-1], stride, pads, window))
+    else:
+        out_shape = ntuple(output_size, nd, "output_size", fn)
+    if not isinstance(indices, jax.core.Tracer) and indices.size:
+        hi = int(jnp.max(indices))
+        if int(jnp.min(indices)) < 0 or hi >= int(np.prod(out_shape)):
+            raise ValueError(f"{fn}: indices must lie in [0, {int(np.prod(out_shape))}) for "
+                             f"output size {out_shape}, got a maximum of {hi}")
+    return _unpool(y, indices.astype(jnp.int32), out_shape)
+
+
+# --------------------------------------------------------------------------- #
+# adaptive pools (PyTorch's windows: start ⌊i·n/o⌋, end ⌈(i+1)·n/o⌉)
+# --------------------------------------------------------------------------- #
+def _adaptive_bounds(n: int, o: int):
+    return [(i * n // o, -(-(i + 1) * n // o)) for i in range(o)]
+
+
+def _avg_matrix(n: int, o: int) -> np.ndarray:
+    """``(o, n)``: row ``i`` averages input window ``i``."""
+    a = np.zeros((o, n))
+    for i, (s, e) in enumerate(_adaptive_bounds(n, o)):
+        a[i, s:e] = 1.0 / (e - s)
+    return a
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _adaptive_avg_last(x, n, o):
+    acc = acc_dtype(x.dtype)
+    a = jnp.asarray(_avg_matrix(n, o), acc)
+    return jnp.einsum("...n,on->...o", x.astype(acc), a).astype(x.dtype)
+
+
+def _adaptive_avg_last_fwd(x, n, o):
+    return _adaptive_avg_last(x, n, o), None
+
+
+def _adaptive_avg_last_bwd(n, o, _, g):
+    acc = acc_dtype(g.dtype)  # dX = Aᵀ dY: each cotangent spread evenly over its window
+    a = jnp.asarray(_avg_matrix(n, o), acc)
+    return (jnp.einsum("...o,on->...n", g.astype(acc), a).astype(g.dtype),)
+
+
+_adaptive_avg_last.defvjp(_adaptive_avg_last_fwd, _adaptive_avg_last_bwd)
+
+
+def _adaptive_max_forward(x, n, o):
+    parts = [jnp.max(x[..., s:e], axis=-1, keepdims=True) for s, e in _adaptive_bounds(n, o)]
+    return jnp.concatenate(parts, axis=-1)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _adaptive_max_last(x, n, o):
+    return _adaptive_max_forward(x, n, o)
+
+
+def _adaptive_max_last_fwd(x, n, o):
+    return _adaptive_max_forward(x, n, o), x
+
+
+def _adaptive_max_last_bwd(n, o, x, g):
+    # each window's cotangent to its first maximum (argmax picks the first; a NaN wins)
+    xs = jax.lax.stop_gradient(x)
+    dx = jnp.zeros(x.shape, g.dtype)
+    for i, (s, e) in enumerate(_adaptive_bounds(n, o)):
+        arg = s + jnp.argmax(xs[..., s:e], axis=-1)
+        dx = dx + jnp.where(jnp.arange(n) == arg[..., None], g[..., i:i + 1], 0)
+    return (dx,)
+
+
+_adaptive_max_last.defvjp(_adaptive_max_last_fwd, _adaptive_max_last_bwd)
+
+
+def _adaptive(fn, x, output_size, last_op):
+    x = as_float_array(x, "x", fn)
+    nd = check_batched(x, "x", fn)
+    if nd > 3:
+        raise ValueError(f"{fn}: 1 to 3 spatial dims are supported, got x.shape={x.shape}")
+    out = ntuple(output_size, nd, "output_size", fn)
+    for i in reversed(range(nd)):  # last dim first: row-major first maximum
+        axis = i + 1
+        n = x.shape[axis]
+        if n == 0:
+            raise ValueError(f"{fn}: spatial dim {i} of x.shape={x.shape} is empty")
+        if out[i] == n:
+            continue
+        xt = jnp.moveaxis(x, axis, -1)
+        x = jnp.moveaxis(last_op(xt, n, out[i]), -1, axis)
+    return x
+
+
+def adaptive_avg_pool(x: jax.typing.ArrayLike, output_size) -> jax.Array:
+    """Average pooling to a target spatial size (PyTorch's ``adaptive_avg_pool``).
+
+    Output ``i`` averages input ``[⌊i·n/o⌋, ⌈(i+1)·n/o⌉)`` in each spatial dim;
+    windows may differ in size and overlap.  Backward: ``dX = Aᵀ dY``.
+    """
+    return _adaptive("adaptive_avg_pool", x, output_size, _adaptive_avg_last)
+
+
+def adaptive_max_pool(x: jax.typing.ArrayLike, output_size) -> jax.Array:
+    """Max pooling to a target spatial size (PyTorch's windows); gradients go to
+    each window's first maximum in row-major order, as :func:`max_pool`."""
+    return _adaptive("adaptive_max_pool", x, output_size, _adaptive_max_last)

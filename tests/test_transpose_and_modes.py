@@ -190,3 +190,106 @@ def test_padding_mode_by_hand_and_errors():
         jcnn.conv(x, one, padding=5, padding_mode="circular")
     with pytest.raises(ValueError, match="conv: unknown padding_mode 'mirror'"):
         jcnn.conv(x, one, padding=1, padding_mode="mirror")
+
+
+# ------------------------------------------------------------------ adaptive pools
+def _adaptive_oracle(x, out, reduce):
+    """PyTorch's adaptive windows as explicit loops over output positions (jnp, so
+    autodiff gives an independent gradient)."""
+    import itertools
+
+    sizes = x.shape[1:-1]
+    bounds = [[(i * n // o, -(-(i + 1) * n // o)) for i in range(o)] for n, o in
+              zip(sizes, out)]
+    vals = []
+    for p in itertools.product(*(range(o) for o in out)):
+        sl = x[(slice(None), *(slice(*bounds[d][i]) for d, i in enumerate(p)), slice(None))]
+        vals.append(reduce(sl.reshape(x.shape[0], -1, x.shape[-1]), axis=1))
+    return jnp.stack(vals, 1).reshape(x.shape[0], *out, x.shape[-1])
+
+
+@given(st.sampled_from([1, 2, 3]), st.integers(0, 2**31 - 1), st.data())
+def test_adaptive_pools_match_loop_oracle(nd, seed, data):
+    sizes = tuple(data.draw(st.integers(1, 7 if nd < 3 else 3)) for _ in range(nd))
+    out = tuple(data.draw(st.integers(1, n + (2 if nd < 3 else 0))) for n in sizes)
+    rng = np.random.default_rng(seed)
+    x = rng.permutation(np.prod((2, *sizes, 2))).reshape(2, *sizes, 2) / 10.0  # tie-free
+    ct = rng.standard_normal((2, *out, 2))
+    @jax.jit
+    def run(x, ct):
+        res = []
+        for ours, red in ((jcnn.adaptive_avg_pool, jnp.mean),
+                          (jcnn.adaptive_max_pool, jnp.max)):
+            y, vjp = jax.vjp(lambda x, ours=ours: ours(x, out), x)
+            yr, vjpr = jax.vjp(lambda x, red=red: _adaptive_oracle(x, out, red), x)
+            res.append((y, yr, vjp(ct)[0], vjpr(ct)[0]))
+        return res
+
+    for y, yr, g, gr in run(x, ct):
+        np.testing.assert_allclose(y, yr, rtol=1e-12)
+        np.testing.assert_allclose(g, gr, rtol=1e-12, atol=1e-14)
+
+
+def test_adaptive_max_ties_and_global_equivalence():
+    x = jnp.ones((1, 5, 5, 1))
+    g = jax.grad(lambda x: jnp.sum(jcnn.adaptive_max_pool(x, 2)))(x)
+    # windows [0,3) and [2,5) per dim: first maxima at (0,0), (0,2), (2,0), (2,2)
+    assert float(g.sum()) == 4 and g[0, 0, 0, 0] == 1 and g[0, 2, 2, 0] == 1
+    x = np.random.default_rng(0).standard_normal((2, 6, 4, 3))
+    np.testing.assert_allclose(jcnn.adaptive_avg_pool(x, 1)[:, 0, 0], jcnn.global_avg_pool(x))
+    np.testing.assert_allclose(jcnn.adaptive_max_pool(x, (3, 2)), jcnn.max_pool(x, (2, 2)))
+    with pytest.raises(ValueError, match="adaptive_avg_pool: `output_size` must be >= 1"):
+        jcnn.adaptive_avg_pool(x, 0)
+
+
+# ------------------------------------------------------------------ indices and unpool
+@given(st.sampled_from([1, 2]), st.integers(0, 2**31 - 1), st.data())
+def test_return_indices_and_max_unpool(nd, seed, data):
+    window = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    pads = tuple((data.draw(st.integers(0, f // 2)),) * 2 for f in window)
+    sizes = tuple(data.draw(st.integers(max(1, f - 2 * p[0]), f + 4)) for f, p in
+                  zip(window, pads))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (2, *sizes, 2)).astype(np.float64)  # many ties
+    @jax.jit
+    def run(x, z):
+        y, idx = jcnn.max_pool(x, window, stride=stride, padding=pads, return_indices=True)
+        y2 = jcnn.max_pool(x, window, stride=stride, padding=pads)
+        g = jax.grad(lambda x: jnp.sum(jcnn.max_pool(x, window, stride=stride,
+                                                     padding=pads)))(x)
+        up, vjp = jax.vjp(lambda y: jcnn.max_unpool(y, idx, window, stride=stride,
+                                                    padding=pads, output_size=sizes), y)
+        return y, idx, y2, g, up, vjp(z)[0]
+
+    z = rng.standard_normal(x.shape)
+    y, idx, y2, g, up, gy = run(x, z)
+    np.testing.assert_array_equal(y, y2)
+    # the index is the row-major first maximum: the same element the gradient picks
+    flat = x.reshape(2, -1, 2)
+    np.testing.assert_array_equal(np.take_along_axis(flat, np.asarray(idx).reshape(2, -1, 2),
+                                                     1).reshape(y.shape), y)
+    counts = np.zeros_like(flat)
+    for n, c in np.ndindex(2, 2):
+        np.add.at(counts[n, :, c], np.asarray(idx)[n, ..., c].ravel(), 1)
+    np.testing.assert_array_equal(counts.reshape(x.shape), g)
+    # max_unpool puts values back at their indices; its backward gathers
+    assert up.shape == x.shape
+    np.testing.assert_array_equal(up.reshape(2, -1, 2).sum(1), np.asarray(y).reshape(2, -1, 2)
+                                  .sum(1))
+    np.testing.assert_allclose(gy, np.take_along_axis(z.reshape(2, -1, 2),
+                                                      np.asarray(idx).reshape(2, -1, 2), 1)
+                               .reshape(y.shape))
+
+
+def test_max_unpool_default_size_and_errors():
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    y, idx = jcnn.max_pool(x, 2, return_indices=True)
+    up = jcnn.max_unpool(y, idx, 2)
+    assert up.shape == (1, 4, 4, 1)  # (2 − 1)·2 + 2
+    np.testing.assert_array_equal(up[0, :, :, 0], np.where(np.isin(np.arange(16), [5, 7, 13, 15]),
+                                                           np.arange(16.0), 0).reshape(4, 4))
+    with pytest.raises(ValueError, match="max_unpool: indices must be integers shaped like y"):
+        jcnn.max_unpool(y, idx[..., :0], 2)
+    with pytest.raises(ValueError, match=r"max_unpool: indices must lie in \[0, 4\)"):
+        jcnn.max_unpool(y, idx, 2, output_size=(2, 2))
