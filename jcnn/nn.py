@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from . import activations, linear, pooling
-from .convolution import conv
+from .convolution import conv, conv_transpose
 from .padding import PaddingLike
 
 __all__ = [
@@ -111,6 +111,7 @@ def Conv(
     padding: PaddingLike = "VALID",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     use_bias: bool = True,
     w_init=he_normal,
 ) -> Layer:
@@ -119,7 +120,8 @@ def Conv(
     ``window`` is an int (the same size in every spatial dim of the input) or
     one int per spatial dim.  Params: ``{"w": kernel, "b": bias}``.
     """
-    opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                padding_mode=padding_mode)
 
     def init(key, input_shape):
         nd = len(input_shape) - 2
@@ -146,6 +148,50 @@ def Conv(
 
     config = dict(out_channels=out_channels, window=window, use_bias=use_bias, **opts)
     return Layer(init, apply, "Conv", (), tuple(config.items()))
+
+
+def ConvTranspose(
+    out_channels: int,
+    window: int | Sequence[int],
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: PaddingLike = 0,
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    use_bias: bool = True,
+    w_init=he_normal,
+) -> Layer:
+    """Transposed convolution layer (:func:`jcnn.conv_transpose`), PyTorch's
+    shapes; kernel ``(*window, C_out/groups, C_in)``."""
+    opts = dict(stride=stride, padding=padding, output_padding=output_padding,
+                dilation=dilation, groups=groups)
+
+    def init(key, input_shape):
+        nd = len(input_shape) - 2
+        win = (window,) * nd if isinstance(window, int) else tuple(window)
+        if nd < 1 or len(win) != nd:
+            raise ValueError(
+                f"ConvTranspose: input shape {tuple(input_shape)} does not match the window "
+                f"{win} (need (N, *spatial, C) with {len(win)} spatial dims)"
+            )
+        if out_channels % groups:
+            raise ValueError(f"ConvTranspose: `groups` (={groups}) must divide out_channels "
+                             f"(={out_channels})")
+        c_in = input_shape[-1]
+        w_shape = (*win, out_channels // groups, c_in)
+        out_shape = _shape_of(lambda x, w: conv_transpose(x, w, **opts), input_shape, w_shape)
+        fan_in = math.prod(win) * max(c_in // groups, 1)
+        params = {"w": w_init(key, w_shape, fan_in)}
+        if use_bias:
+            params["b"] = jnp.zeros((out_channels,), jnp.float32)
+        return out_shape, params
+
+    def apply(params, x, *, key=None, train=False):
+        return conv_transpose(x, params["w"], params.get("b"), **opts)
+
+    config = dict(out_channels=out_channels, window=window, use_bias=use_bias, **opts)
+    return Layer(init, apply, "ConvTranspose", (), tuple(config.items()))
 
 
 def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) -> Layer:
@@ -192,6 +238,16 @@ def AvgPool(window, *, stride=None, padding: PaddingLike = "VALID", count_includ
     return _pool_layer("AvgPool", pooling.avg_pool, window=window, stride=stride,
                        padding=padding, count_include_pad=count_include_pad,
                        ceil_mode=ceil_mode)
+
+
+def AdaptiveAvgPool(output_size) -> Layer:
+    """:func:`jcnn.adaptive_avg_pool` as a layer."""
+    return _pool_layer("AdaptiveAvgPool", pooling.adaptive_avg_pool, output_size=output_size)
+
+
+def AdaptiveMaxPool(output_size) -> Layer:
+    """:func:`jcnn.adaptive_max_pool` as a layer."""
+    return _pool_layer("AdaptiveMaxPool", pooling.adaptive_max_pool, output_size=output_size)
 
 
 GlobalAvgPool = _pool_layer("GlobalAvgPool", pooling.global_avg_pool)
@@ -286,7 +342,7 @@ def summary_rows(model: Layer, input_shape: Sequence[int]) -> list[dict]:
         out, params = layer.init(key, shape)
         row = {"name": layer.name, "input_shape": shape, "output_shape": tuple(out),
                "params": param_count(params), "dense_params": None}
-        if layer.name == "Conv":
+        if layer.name in ("Conv", "ConvTranspose"):
             n_in, n_out = math.prod(shape[1:]), math.prod(out[1:])
             row["dense_params"] = n_in * n_out + (n_out if "b" in params else 0)
         rows.append(row)

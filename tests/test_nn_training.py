@@ -22,8 +22,9 @@ from jcnn.training import fit, make_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-import train_digits
-import train_mnist
+import autoencoder_digits  # noqa: E402
+import train_digits  # noqa: E402
+import train_mnist  # noqa: E402
 
 KEY = jax.random.key(0)
 
@@ -33,6 +34,11 @@ KEY = jax.random.key(0)
     (nn.Conv(4, (3, 2), stride=2, padding="SAME", dilation=(1, 2)), (2, 9, 8, 2)),
     (nn.Conv(6, 3, groups=3, padding=((1, 0),)), (1, 7, 3)),
     (nn.Conv(2, (2, 2, 2), padding=1), (1, 4, 4, 4, 2)),
+    (nn.Conv(3, 3, padding=2, padding_mode="reflect"), (2, 6, 5, 2)),
+    (nn.ConvTranspose(4, 3, stride=2, padding=1, output_padding=1), (2, 5, 4, 3)),
+    (nn.ConvTranspose(4, (2, 2, 2), stride=2, groups=2), (1, 2, 3, 2, 2)),
+    (nn.AdaptiveAvgPool((3, 2)), (2, 7, 5, 3)),
+    (nn.AdaptiveMaxPool(4), (2, 9, 3)),
     (nn.MaxPool(2), (2, 9, 9, 3)),
     (nn.MaxPool(3, stride=2, padding=1, ceil_mode=True), (2, 10, 9, 3)),
     (nn.AvgPool((2, 3), count_include_pad=False, padding=1), (1, 6, 7, 2)),
@@ -343,3 +349,10 @@ def test_sharded_step_equals_single_device_step():
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith("OK")
+
+
+def test_autoencoder_example_learns_and_draws(tmp_path):
+    metrics = autoencoder_digits.main(["--epochs", "3", "--out", str(tmp_path)])
+    assert metrics["test_mse"] < 0.5 * metrics["baseline_mse"]  # beats the mean digit
+    assert metrics["history"][-1] < metrics["history"][0]
+    assert (tmp_path / "reconstructions.png").stat().st_size > 2000

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import finite_difference_check, lax_conv
 
 import jcnn
-from strategies import finite_difference_check, lax_conv
 
 
 @st.composite
