@@ -249,3 +249,18 @@ def test_pools_vmap_and_zero_batch():
     assert jcnn.avg_pool(np.ones((0, 4, 4, 1)), 2).shape == (0, 2, 2, 1)
     g = jax.grad(lambda x: jnp.sum(jcnn.max_pool(x, 2)))(np.ones((0, 4, 4, 1)))
     assert g.shape == (0, 4, 4, 1)
+
+
+@pytest.mark.parametrize("window,stride,pads", [((2, 2), (1, 1), ((0, 0), (0, 0))),
+                                                ((3, 2), (2, 1), ((1, 1), (0, 1)))])
+def test_pools_full_jacobian_match_lax(window, stride, pads):
+    """Every element of jax.jacrev against the lax reference's (tie-free input)."""
+    x = np.random.default_rng(4).permutation(2 * 5 * 4 * 2).reshape(2, 5, 4, 2) / 80.0
+    size = float(np.prod(window))
+    for ours, ref in (
+        (lambda x: jcnn.max_pool(x, window, stride=stride, padding=pads),
+         lambda x: lax_max_pool(x, window, stride, pads)),
+        (lambda x: jcnn.avg_pool(x, window, stride=stride, padding=pads),
+         lambda x: lax_sum_pool(x, window, stride, pads) / size),
+    ):
+        np.testing.assert_allclose(jax.jacrev(ours)(x), jax.jacrev(ref)(x), atol=1e-14)

@@ -293,3 +293,26 @@ def test_max_unpool_default_size_and_errors():
         jcnn.max_unpool(y, idx[..., :0], 2)
     with pytest.raises(ValueError, match=r"max_unpool: indices must lie in \[0, 4\)"):
         jcnn.max_unpool(y, idx, 2, output_size=(2, 2))
+
+
+@pytest.mark.parametrize("name,fn,shape", [
+    ("reflect", lambda x: jcnn.conv(x, jnp.ones((3, 3, 2, 2)) * 0.3, padding=(2, 1),
+                                    padding_mode="reflect"), (1, 4, 5, 2)),
+    ("replicate", lambda x: jcnn.conv(x, jnp.ones((2, 2, 2, 1)) * 0.3, stride=2, padding=1,
+                                      padding_mode="replicate"), (2, 5, 4, 2)),
+    ("circular", lambda x: jcnn.conv(x, jnp.ones((3, 2, 1)) * 0.3, padding=[(2, 1)],
+                                     padding_mode="circular"), (1, 4, 2)),
+    ("adaptive_avg", lambda x: jcnn.adaptive_avg_pool(x, (2, 3)), (1, 5, 4, 2)),
+    ("adaptive_max", lambda x: jcnn.adaptive_max_pool(x, (3, 2)), (1, 5, 4, 2)),
+    ("conv_transpose", lambda x: jcnn.conv_transpose(x, jnp.ones((3, 3, 2, 2)) * 0.3,
+                                                     stride=2, padding=1,
+                                                     output_padding=1), (1, 3, 3, 2)),
+    ("unpool", lambda x: jcnn.max_unpool(*jcnn.max_pool(x, 2, return_indices=True), 2),
+     (1, 4, 4, 2)),
+])
+def test_new_ops_check_grads_order_2(name, fn, shape):
+    rng = np.random.default_rng(0)
+    x = rng.permutation(int(np.prod(shape))).reshape(shape) / 7.0  # tie-free for the maxima
+    from jax.test_util import check_grads
+
+    check_grads(lambda x: jnp.sum(jnp.sin(fn(x))), (x,), order=2, modes=["rev"])
