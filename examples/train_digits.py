@@ -7,7 +7,7 @@ scanned digits ship inside scikit-learn.
 
     python examples/train_digits.py                     # ~98-99 % in well under a minute
     python examples/train_digits.py --out runs/digits   # + checkpoint and curves PNG
-    python examples/train_digits.py --out runs/digits --epochs 30 --resume
+    python examples/train_digits.py --out runs/digits --resume   # after an interruption
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def digits_model():
 INPUT_SHAPE = (-1, 8, 8, 1)
 
 
-def parse_args(argv=None, *, epochs=15, batch_size=64, lr=2e-3, description=None,
+def parse_args(argv=None, *, epochs=30, batch_size=64, lr=3e-3, description=None,
                data_dir=False):
     p = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     if data_dir:
@@ -51,7 +51,8 @@ def parse_args(argv=None, *, epochs=15, batch_size=64, lr=2e-3, description=None
                        help="directory holding the four MNIST IDX files (.gz or not)")
     p.add_argument("--epochs", type=int, default=epochs, help="total epochs (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=batch_size, help="default %(default)s")
-    p.add_argument("--lr", type=float, default=lr, help="adam learning rate (default %(default)s)")
+    p.add_argument("--lr", type=float, default=lr,
+                   help="adam's peak learning rate, cosine-decayed to 0 (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="init, shuffling and dropout seed")
     p.add_argument("--out", type=Path, default=None,
                    help="directory for checkpoint.npz and curves.png")
@@ -90,7 +91,7 @@ def run(args, model, data, input_shape, name):
         args.metrics_json.write_text(json.dumps(metrics, indent=2))
     print(f"test accuracy: {metrics['test_accuracy']:.4f} "
           f"({stats['images_per_second']:.0f} images/s, {stats['train_seconds']:.1f} s "
-          f"training, {args.epochs} epochs)")
+          f"training, {stats['epochs']} epochs)")
     return params, history, metrics
 
 

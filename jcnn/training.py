@@ -130,8 +130,14 @@ def fit(
     resume: bool = False,
     parallel: DataParallel | None = None,
     progress: bool = True,
+    stop_after: int | None = None,
 ):
     """Train ``model`` with adam on ``data = (x_train, y_train, x_test, y_test)``.
+
+    The learning rate follows a cosine decay from ``lr`` to 0 over all
+    ``epochs`` (so a resumed run with the same ``epochs`` continues exactly).
+    ``stop_after`` ends this call after that many epochs, as an interruption
+    would; ``resume`` picks up from the checkpoint.
 
     Shuffled mini-batches (a fresh permutation each epoch, the last partial
     batch dropped so every step has one shape), evaluation on the held-out
@@ -148,7 +154,8 @@ def fit(
                          f"{parallel.size} devices")
     if batch_size > len(x_tr):
         raise ValueError(f"fit: batch_size {batch_size} exceeds the {len(x_tr)} training images")
-    optimizer = optax.adam(lr)
+    steps_total = max(epochs * (len(x_tr) // batch_size), 1)
+    optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps_total))
     key = jax.random.key(seed)
     init_key, key = jax.random.split(key)
     _, params = model.init(init_key, input_shape)
@@ -164,13 +171,14 @@ def fit(
     params, opt_state = parallel.replicate((params, opt_state))
     train_step, eval_step = make_train_step(model, optimizer), make_eval_step(model)
     steps = len(x_tr) // batch_size
+    last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
     bar = None
     if progress:
         from tqdm.auto import tqdm  # an examples dependency; only needed for the bar
 
-        bar = tqdm(total=(epochs - start_epoch) * steps, unit="step", leave=True)
+        bar = tqdm(total=(last_epoch - start_epoch) * steps, unit="step", leave=True)
     train_seconds, images = 0.0, 0
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, last_epoch):
         # the same permutation and step keys whether resumed or not
         epoch_key = jax.random.fold_in(key, epoch)
         perm = np.asarray(jax.random.permutation(epoch_key, len(x_tr)))
@@ -190,7 +198,7 @@ def fit(
                                     acc=f"{float(acc):.3f}")
         jax.block_until_ready(params)
         seconds = time.perf_counter() - t0
-        if epoch > start_epoch or epochs - start_epoch == 1:  # first epoch includes compile
+        if epoch > start_epoch or last_epoch - start_epoch == 1:  # first includes compile
             train_seconds += seconds
             images += steps * batch_size
         test_loss, test_acc = evaluate(eval_step, params, x_te, y_te, parallel=parallel)
@@ -208,8 +216,8 @@ def fit(
                                       "seed": seed, "lr": lr, "batch_size": batch_size})
     if bar is not None:
         bar.close()
-    stats = {"train_seconds": float(sum(history.seconds[-(epochs - start_epoch):]))
-             if epochs > start_epoch else 0.0,
+    ran = last_epoch - start_epoch
+    stats = {"train_seconds": float(sum(history.seconds[-ran:])) if ran > 0 else 0.0,
              "images_per_second": images / train_seconds if train_seconds else 0.0,
-             "epochs": epochs}
+             "epochs": len(history.test_accuracy)}
     return params, history, stats

@@ -149,7 +149,7 @@ def test_short_training_beats_chance(digits):
 def test_resume_continues_the_run_exactly(digits, tmp_path):
     common = dict(input_shape=(-1, 8, 8, 1), batch_size=64, lr=3e-3, progress=False)
     straight, h_straight, _ = fit(_small_model(), digits, epochs=3, **common)
-    fit(_small_model(), digits, epochs=1, out_dir=tmp_path, **common)
+    fit(_small_model(), digits, epochs=3, out_dir=tmp_path, stop_after=1, **common)
     resumed, h_resumed, _ = fit(_small_model(), digits, epochs=3, out_dir=tmp_path,
                                 resume=True, **common)
     for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
