@@ -218,7 +218,7 @@ def max_pool(
 
     Examples:
       >>> import jax.numpy as jnp, jcnn
-      >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+      >>> x = jnp.arange(16, dtype=jnp.float32).reshape(1, 4, 4, 1)
       >>> jcnn.max_pool(x, 2)[0, :, :, 0]
       Array([[ 5.,  7.],
              [13., 15.]], dtype=float32)
@@ -331,7 +331,8 @@ def avg_pool(
 
     Examples:
       >>> import jax.numpy as jnp, jcnn
-      >>> jcnn.avg_pool(jnp.arange(16.0).reshape(1, 4, 4, 1), 2)[0, :, :, 0]
+      >>> x = jnp.arange(16, dtype=jnp.float32).reshape(1, 4, 4, 1)
+      >>> jcnn.avg_pool(x, 2)[0, :, :, 0]
       Array([[ 2.5,  4.5],
              [10.5, 12.5]], dtype=float32)
     """
