@@ -25,6 +25,7 @@ reverse-over-reverse instead.
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 
@@ -232,15 +233,22 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
     * ``"scatter"``: each cotangent value scatters ``W · dZ[p]`` back over the
       window it came from (§9): one matmul ``dZ · W[k]ᵀ`` for all offsets ``k``,
       each plane placed by the transpose of the forward's strided slice.  No
-      multiplications by the inserted zeros — the choice for strided layers.
+      multiplications by the inserted zeros — the choice for narrow layers.
+    * ``"phased"``: the scatter split by stride phase — every offset writes one
+      phase of the input grid, so each phase is a dense sum of shifted planes and
+      the phases are interleaved once at the end — the choice for strided
+      layers (3× faster than ``"scatter"`` on a 7×7 stride-2 stem).
     """
     window, (cig, c_out) = w.shape[:-2], w.shape[-2:]
     if strategy is None:
         depthwise = cig == 1 and groups > 1
         wide = cig >= 32 and c_out // groups >= 32
-        strategy = "fullconv" if max(stride) == 1 and (wide or depthwise) else "scatter"
+        if max(stride) > 1:
+            strategy = "phased"
+        else:
+            strategy = "fullconv" if wide or depthwise else "scatter"
     nd = len(in_sizes)
-    if strategy == "scatter":
+    if strategy in ("scatter", "phased"):
         acc = acc_dtype(g.dtype)
         wk = w.reshape(-1, cig, c_out)
         if cig == 1 and groups > 1:
@@ -251,10 +259,13 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
             both = both.reshape(*both.shape[:-2], groups * cig)  # (N, *out, K, C_in)
             prods = [both[..., i, :] for i in range(wk.shape[0])]
         padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, pads)]
-        dxp = None
-        for prod, k in zip(prods, win.offsets(window)):  # dX_pad[p·s + k·d] += W[k] dZ[p]
-            term = win.scatter_slice(prod, k, padded, stride, dilation)
-            dxp = term if dxp is None else dxp + term
+        if strategy == "phased":
+            dxp = _scatter_by_phase(prods, window, padded, stride, dilation)
+        else:
+            dxp = None
+            for prod, k in zip(prods, win.offsets(window)):  # dX_pad[p·s+k·d] += W[k] dZ[p]
+                term = win.scatter_slice(prod, k, padded, stride, dilation)
+                dxp = term if dxp is None else dxp + term
         return win.pad_spatial(dxp, [(-lo, -hi) for lo, hi in pads]).astype(g.dtype)
     config = []
     for n, f, s, (lo, hi), d in zip(in_sizes, w.shape[:-2], stride, pads, dilation):
@@ -263,6 +274,33 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
         config.append((f_eff - 1 - lo, f_eff - 1 - hi + unread, s - 1))
     gp = jax.lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0), *config, (0, 0, 0)])
     return _conv(gp, rot180(w, groups), None, (1,) * nd, ((0, 0),) * nd, dilation, groups)
+
+
+def _scatter_by_phase(prods, window, padded, stride, dilation):
+    """Σ_k scatter_k(prods[k]) split by stride phase: no inserted zeros.
+
+    Offset ``k`` writes padded positions ``p·s + k·d``: all of one phase
+    ``r = k·d mod s``, at phase-grid index ``p + ⌊k·d / s⌋``.  Each phase is
+    accumulated densely (plain shifts), then the phases are interleaved.
+    """
+    q = [-(-n // st) for n, st in zip(padded, stride)]  # phase-grid size per dim
+    phases = {}
+    for prod, k in zip(prods, win.offsets(window)):
+        r = tuple(kk * d % st for kk, d, st in zip(k, dilation, stride))
+        t = [kk * d // st for kk, d, st in zip(k, dilation, stride)]
+        cfg = [(0, 0, 0), *((ti, qi - ti - m, 0) for ti, qi, m in
+                            zip(t, q, prod.shape[1:-1])), (0, 0, 0)]
+        term = jax.lax.pad(prod, jnp.zeros((), prod.dtype), cfg)
+        phases[r] = term if r not in phases else phases[r] + term
+    ref = next(iter(phases.values()))
+    grid = [phases.get(r, jnp.zeros_like(ref)) for r in itertools.product(
+        *(range(st) for st in stride))]
+    nd = len(stride)
+    full = jnp.stack(grid).reshape(*stride, *ref.shape)  # (s_1..s_nd, N, q_1..q_nd, C)
+    perm = [nd] + [a for i in range(nd) for a in (nd + 1 + i, i)] + [2 * nd + 1]
+    full = full.transpose(perm).reshape(ref.shape[0], *(qi * st for qi, st in zip(q, stride)),
+                                        ref.shape[-1])
+    return jax.lax.slice(full, (0,) * full.ndim, (full.shape[0], *padded, full.shape[-1]))
 
 
 def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):

@@ -96,7 +96,7 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
         vjps = [jax.vjp(fn, *args)[1](ct) for fn in (ours, ref, plain)]
         # every arrangement of the backward's sums, not only the one chosen
         dxs = [convolution._input_grad(ct, w, x.shape[1:-1], *geometry, path)
-               for path in ("fullconv", "scatter")]
+               for path in ("fullconv", "scatter", "phased")]
         dws = [convolution._weight_grad(x, ct, w.shape, *geometry, path)
                for path in ("offsets", "gather")]
         return vjps, dxs, dws
@@ -107,7 +107,7 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
             assert g.shape == r.shape
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10,
                                        err_msg=f"d{label} vs {name}")
-    for path, dx in zip(("fullconv", "scatter"), dxs):
+    for path, dx in zip(("fullconv", "scatter", "phased"), dxs):
         np.testing.assert_allclose(dx, wants[0][0], rtol=1e-10, atol=1e-10, err_msg=path)
     for path, dw in zip(("offsets", "gather"), dws):
         np.testing.assert_allclose(dw, wants[0][1], rtol=1e-10, atol=1e-10, err_msg=path)
