@@ -325,6 +325,11 @@ def main(argv=None):
             "Contenders alternate in one process. `autodiff` is `jax.grad` through jcnn's "
             "windowed-sum forward with the hand-written rule bypassed. Temp memory is "
             "`jit(...).lower(...).compile().memory_analysis().temp_size_in_bytes`.\n\n"
+            "Run-to-run variance on the 2-core machine these tables come from is large for "
+            "shapes with big temporaries: the same code measured the ResNet 3×3 s1 "
+            "fwd+bwd at 16 ms in one process and 27–29 ms in others (lax: 15–16 ms "
+            "throughout), and the 3-D layer at 4 vs 15 ms. Ratios within one run compare "
+            "contenders under the same conditions.\n\n"
         )
         out.write_text(header + table + "\n")
         print(f"\nwrote {out}")
