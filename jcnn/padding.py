@@ -15,7 +15,6 @@ Padding forms accepted everywhere (``conv``, the pools, ``output_size``):
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Sequence
 from functools import partial
@@ -160,10 +159,6 @@ def conv_out_shape(in_sizes, window, stride, pads, dilation) -> tuple[int, ...]:
         (n + lo + hi - ((f - 1) * d + 1)) // s + 1
         for n, f, s, (lo, hi), d in zip(in_sizes, window, stride, pads, dilation)
     )
-
-
-def prod(xs) -> int:
-    return math.prod(xs)
 
 
 # --------------------------------------------------------------------------- #
