@@ -98,6 +98,26 @@ def _shape_of(fn, input_shape, *arg_shapes):
     return (input_shape[0], *out[1:])
 
 
+def _window_for(name, input_shape, window) -> tuple[int, ...]:
+    """``window`` as one size per spatial dim of ``input_shape`` (an int repeats)."""
+    nd = len(input_shape) - 2
+    win = (window,) * nd if isinstance(window, int) else tuple(window)
+    if nd < 1 or len(win) != nd:
+        raise ValueError(
+            f"{name}: input shape {tuple(input_shape)} does not match the window {win} "
+            f"(need (N, *spatial, C) with {len(win)} spatial dims)"
+        )
+    return win
+
+
+def _weights(key, w_shape, fan_in, w_init, n_out, use_bias):
+    """``{"w": w_init(...), "b": zeros}`` (no ``"b"`` without a bias)."""
+    params = {"w": w_init(key, w_shape, fan_in)}
+    if use_bias:
+        params["b"] = jnp.zeros((n_out,), jnp.float32)
+    return params
+
+
 def _no_params(key, input_shape):
     return tuple(input_shape), {}
 
@@ -124,13 +144,7 @@ def Conv(
                 padding_mode=padding_mode)
 
     def init(key, input_shape):
-        nd = len(input_shape) - 2
-        win = (window,) * nd if isinstance(window, int) else tuple(window)
-        if nd < 1 or len(win) != nd:
-            raise ValueError(
-                f"Conv: input shape {tuple(input_shape)} does not match the window {win} "
-                f"(need (N, *spatial, C) with {len(win)} spatial dims)"
-            )
+        win = _window_for("Conv", input_shape, window)
         c_in = input_shape[-1]
         if c_in % groups:
             raise ValueError(f"Conv: `groups` (={groups}) must divide the input channels "
@@ -138,10 +152,7 @@ def Conv(
         w_shape = (*win, c_in // groups, out_channels)
         out_shape = _shape_of(lambda x, w: conv(x, w, **opts), input_shape, w_shape)
         fan_in = math.prod(win) * (c_in // groups)
-        params = {"w": w_init(key, w_shape, fan_in)}
-        if use_bias:
-            params["b"] = jnp.zeros((out_channels,), jnp.float32)
-        return out_shape, params
+        return out_shape, _weights(key, w_shape, fan_in, w_init, out_channels, use_bias)
 
     def apply(params, x, *, key=None, train=False):
         return conv(x, params["w"], params.get("b"), **opts)
@@ -168,13 +179,7 @@ def ConvTranspose(
                 dilation=dilation, groups=groups)
 
     def init(key, input_shape):
-        nd = len(input_shape) - 2
-        win = (window,) * nd if isinstance(window, int) else tuple(window)
-        if nd < 1 or len(win) != nd:
-            raise ValueError(
-                f"ConvTranspose: input shape {tuple(input_shape)} does not match the window "
-                f"{win} (need (N, *spatial, C) with {len(win)} spatial dims)"
-            )
+        win = _window_for("ConvTranspose", input_shape, window)
         if out_channels % groups:
             raise ValueError(f"ConvTranspose: `groups` (={groups}) must divide out_channels "
                              f"(={out_channels})")
@@ -182,10 +187,7 @@ def ConvTranspose(
         w_shape = (*win, out_channels // groups, c_in)
         out_shape = _shape_of(lambda x, w: conv_transpose(x, w, **opts), input_shape, w_shape)
         fan_in = math.prod(win) * max(c_in // groups, 1)
-        params = {"w": w_init(key, w_shape, fan_in)}
-        if use_bias:
-            params["b"] = jnp.zeros((out_channels,), jnp.float32)
-        return out_shape, params
+        return out_shape, _weights(key, w_shape, fan_in, w_init, out_channels, use_bias)
 
     def apply(params, x, *, key=None, train=False):
         return conv_transpose(x, params["w"], params.get("b"), **opts)
@@ -204,9 +206,7 @@ def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) ->
                 "put Flatten (or GlobalAvgPool) before it"
             )
         d_in = input_shape[1]
-        params = {"w": w_init(key, (d_in, out_features), d_in)}
-        if use_bias:
-            params["b"] = jnp.zeros((out_features,), jnp.float32)
+        params = _weights(key, (d_in, out_features), d_in, w_init, out_features, use_bias)
         return (input_shape[0], out_features), params
 
     def apply(params, x, *, key=None, train=False):
