@@ -43,8 +43,8 @@ def main(argv=None):
         g = jnp.asarray(rng.standard_normal((shape.x[0], *out, shape.w[-1])), jnp.float32)
         kw = dict(stride=shape.stride, padding=shape.padding, groups=G)
         res = {"lax fwd": _median(jax.jit(lambda x, w: lax_conv(x, w, **kw)), (x, w), repeats)}
-        paths = ["offsets", "gather", "shift", "scan"] + (["depthwise"] if shape.w[-2] == 1 and G > 1
-                                                   else [])
+        depthwise = shape.w[-2] == 1 and G > 1
+        paths = ["offsets", "gather", "shift", "scan"] + (["depthwise"] if depthwise else [])
         for p in paths:
             f = jax.jit(lambda x, w, p=p: C._forward(x, w, None, s, pads, d, G, p))
             res[f"fwd {p}"] = _median(f, (x, w), repeats)

@@ -25,7 +25,6 @@ reverse-over-reverse instead.
 
 from __future__ import annotations
 
-import itertools
 import math
 from functools import partial
 
@@ -64,24 +63,23 @@ def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int =
 
     * ``"depthwise"`` (one input channel per group): a multiply-add per offset,
       there is nothing to contract.
-    * ``"offsets"``: one matmul per kernel offset, summed — best for a single
-      input channel (the products are outer products).
-    * ``"gather"``: stack the ``K`` offset slices and do one matmul with
-      contraction length ``K·C_in`` — best while the gathered patch matrix
-      (``positions · K · C_in`` elements, ``positions = N · Π out``) stays under
-      ``GATHER_LIMIT``: one long contraction keeps the GEMM busy.
-    * ``"scan"``: the ``"offsets"`` sum as a ``lax.scan`` over offsets adding
-      into one accumulator, so XLA reuses one buffer instead of holding ``K``
-      products or a huge patch matrix — best for large, wide layers.
-    * ``"shift"``: every offset's products in one matmul over the padded input,
-      then shifted into place — kept as an oracle-tested alternative; it lost
-      on every measured shape.
+    * ``"gather"``: stack the ``K`` offset slices (:func:`jcnn.window.patches`,
+      built one dim at a time) and do one matmul with contraction length
+      ``K·C_in`` — best while the patch matrix (``positions · K · C_in``
+      elements, ``positions = N · Π out``) stays under ``GATHER_LIMIT``: one
+      long contraction keeps the GEMM busy (7×7/2 stem: 1.6 ms, lax 1.5).
+    * ``"scan"``: one matmul per offset as a ``lax.scan`` adding into one
+      accumulator, so XLA reuses one buffer instead of holding ``K`` products
+      or a huge patch matrix — best for large, wide layers (16×32×32×64 3×3:
+      5.2–5.8 ms, lax 5.4; gathered 17, unrolled per offset 12.6).
+    * ``"offsets"`` (one matmul per offset, unrolled) and ``"shift"`` (every
+      offset's products in one matmul over the padded input, then shifted into
+      place) are kept as oracle-tested alternatives; they lost on every
+      measured shape.
     """
     cig = c_in // groups
     if groups > 1 and cig == 1:
         return "depthwise"
-    if cig == 1:
-        return "offsets"
     return "gather" if positions * math.prod(window) * cig <= GATHER_LIMIT else "scan"
 
 
@@ -129,7 +127,7 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
     acc = acc_dtype(xp.dtype)
     n_off = math.prod(window)
     wk = w.reshape(n_off, cig, c_out)
-    if strategy in ("depthwise", "gather", "offsets"):
+    if strategy in ("depthwise", "offsets"):
         slices = [win.window_slice(xp, k, out_shape, stride, dilation)
                   for k in win.offsets(window)]
     if strategy == "depthwise":
@@ -141,7 +139,7 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
             out = term if out is None else out + term
         return out
     if strategy == "gather":
-        patches = jnp.stack(slices, axis=-2)  # (N, *out, K, C_in)
+        patches = win.patches(xp, window, out_shape, stride, dilation)  # (N, *out, K, C_in)
         if groups == 1:
             flat = patches.reshape(*patches.shape[:-2], n_off * cig)
             return jnp.matmul(
@@ -232,41 +230,41 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
       never read (``(n + 2p − f) mod s ≠ 0``) get zero.
     * ``"scatter"``: each cotangent value scatters ``W · dZ[p]`` back over the
       window it came from (§9): one matmul ``dZ · W[k]ᵀ`` for all offsets ``k``,
-      each plane placed by the transpose of the forward's strided slice.  No
-      multiplications by the inserted zeros — the choice for narrow layers.
-    * ``"phased"``: the scatter split by stride phase — every offset writes one
-      phase of the input grid, so each phase is a dense sum of shifted planes and
-      the phases are interleaved once at the end — the choice for strided
-      layers (3× faster than ``"scatter"`` on a 7×7 stride-2 stem).
+      then every offset's plane put back where the forward's slice read it
+      (:func:`jcnn.window.scatter_patches`: one dim at a time, strided dims
+      split by phase, so no product with an inserted zero and no add of one).
+
+    ``"scatter"`` for strided layers (7×7/2 stem: 1.2–1.9 ms, lax 2.4–2.7; the
+    full conv multiplies the inserted zeros) and narrow stride-1 layers
+    (16×14×14×32 5×5→64: 1.0 ms, full conv 1.5–1.9); ``"fullconv"`` for
+    stride-1 layers whose products ``N·Π out · K · C_in`` exceed
+    ``GATHER_LIMIT`` (16×32×32×64 3×3: 5.4 ms, scatter 23–33) and depthwise
+    stride-1 layers (0.5 ms, scatter 8).
     """
     window, (cig, c_out) = w.shape[:-2], w.shape[-2:]
+    k_total = math.prod(window)
     if strategy is None:
+        big = math.prod(g.shape[:-1]) * k_total * cig > GATHER_LIMIT
         depthwise = cig == 1 and groups > 1
-        wide = cig >= 32 and c_out // groups >= 32
-        if max(stride) > 1:
-            strategy = "phased"
-        else:
-            strategy = "fullconv" if wide or depthwise else "scatter"
+        strategy = "fullconv" if (big or depthwise) and max(stride) == 1 else "scatter"
     nd = len(in_sizes)
-    if strategy in ("scatter", "phased"):
+    if strategy == "scatter":
         acc = acc_dtype(g.dtype)
-        wk = w.reshape(-1, cig, c_out)
-        if cig == 1 and groups > 1:
-            prods = [_contract_t(g, wk[i], groups, acc) for i in range(wk.shape[0])]
+        wk = w.reshape(k_total, cig, c_out)
+        if cig == 1 and groups > 1:  # depthwise: elementwise products, summed per group
+            prods = g[..., None, :].astype(acc) * wk[:, 0].astype(acc)  # (N, *out, K, C_out)
+            prods = _grouped(prods, groups).sum(-1)  # (N, *out, K, C_in)
+        elif groups == 1:  # a plain 2-D GEMM (a size-1 group axis made XLA's dot 2× slower)
+            prods = jnp.einsum("...o,kio->...ki", g, wk, preferred_element_type=acc)
         else:  # one matmul for all offsets: (N, *out, C_out) · (C_out, K·C_in)
-            both = jnp.einsum("...go,kigo->...kgi", _grouped(g, groups), _grouped(wk, groups),
-                              preferred_element_type=acc)
-            both = both.reshape(*both.shape[:-2], groups * cig)  # (N, *out, K, C_in)
-            prods = [both[..., i, :] for i in range(wk.shape[0])]
+            prods = jnp.einsum("...go,kigo->...kgi", _grouped(g, groups), _grouped(wk, groups),
+                               preferred_element_type=acc)
+            prods = prods.reshape(*prods.shape[:-2], groups * cig)  # (N, *out, K, C_in)
         padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, pads)]
-        if strategy == "phased":
-            dxp = _scatter_by_phase(prods, window, padded, stride, dilation)
-        else:
-            dxp = None
-            for prod, k in zip(prods, win.offsets(window)):  # dX_pad[p·s+k·d] += W[k] dZ[p]
-                term = win.scatter_slice(prod, k, padded, stride, dilation)
-                dxp = term if dxp is None else dxp + term
+        dxp = win.scatter_patches(prods, window, padded, stride, dilation)
         return win.pad_spatial(dxp, [(-lo, -hi) for lo, hi in pads]).astype(g.dtype)
+    if strategy != "fullconv":
+        raise ValueError(f"unknown input-gradient strategy {strategy!r}")
     config = []
     for n, f, s, (lo, hi), d in zip(in_sizes, w.shape[:-2], stride, pads, dilation):
         f_eff = (f - 1) * d + 1
@@ -276,43 +274,26 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
     return _conv(gp, rot180(w, groups), None, (1,) * nd, ((0, 0),) * nd, dilation, groups)
 
 
-def _scatter_by_phase(prods, window, padded, stride, dilation):
-    """Σ_k scatter_k(prods[k]) split by stride phase: no inserted zeros.
-
-    Offset ``k`` writes padded positions ``p·s + k·d``: all of one phase
-    ``r = k·d mod s``, at phase-grid index ``p + ⌊k·d / s⌋``.  Each phase is
-    accumulated densely (plain shifts), then the phases are interleaved.
-    """
-    q = [-(-n // st) for n, st in zip(padded, stride)]  # phase-grid size per dim
-    phases = {}
-    for prod, k in zip(prods, win.offsets(window)):
-        r = tuple(kk * d % st for kk, d, st in zip(k, dilation, stride))
-        t = [kk * d // st for kk, d, st in zip(k, dilation, stride)]
-        cfg = [(0, 0, 0), *((ti, qi - ti - m, 0) for ti, qi, m in
-                            zip(t, q, prod.shape[1:-1])), (0, 0, 0)]
-        term = jax.lax.pad(prod, jnp.zeros((), prod.dtype), cfg)
-        phases[r] = term if r not in phases else phases[r] + term
-    ref = next(iter(phases.values()))
-    grid = [phases.get(r, jnp.zeros_like(ref)) for r in itertools.product(
-        *(range(st) for st in stride))]
-    nd = len(stride)
-    full = jnp.stack(grid).reshape(*stride, *ref.shape)  # (s_1..s_nd, N, q_1..q_nd, C)
-    perm = [nd] + [a for i in range(nd) for a in (nd + 1 + i, i)] + [2 * nd + 1]
-    full = full.transpose(perm).reshape(ref.shape[0], *(qi * st for qi, st in zip(q, stride)),
-                                        ref.shape[-1])
-    return jax.lax.slice(full, (0,) * full.ndim, (full.shape[0], *padded, full.shape[-1]))
-
-
 def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
     """dW[k] = Σ_{n,p} X_pad[n, p·s + k·d]ᵀ dZ[n, p]: correlation of X with dZ.
 
-    ``"offsets"``: one contraction over all positions per kernel offset;
-    ``"gather"``: the offsets' slices stacked, one matmul for every offset.
+    The forward's arrangements: ``"gather"`` (the patch matrix, one GEMM
+    ``(K·C_in, M) · (M, C_out)``) for short contractions ``K·C_in < 256`` whose
+    patch matrix fits ``GATHER_LIMIT`` (7×7/2 stem: 2.9 ms vs 4.0 ms per offset);
+    ``"scan"`` (a loop over offsets, one slice live at a time) for the patch
+    matrices over it (16×32×32×64 3×3: 9.0 ms vs 20–22 ms unrolled, lax 8.9 ms);
+    else, and for depthwise layers, ``"offsets"`` (one contraction per offset).
     """
     window, (cig, c_out) = w_shape[:-2], w_shape[-2:]
     if strategy is None:
-        small = cig * math.prod(window) < 32 and not (cig == 1 and groups > 1)
-        strategy = "gather" if small else "offsets"
+        k_cig = math.prod(window) * cig
+        fits = math.prod(g.shape[:-1]) * k_cig <= GATHER_LIMIT
+        if cig == 1 and groups > 1:
+            strategy = "offsets"
+        elif fits:
+            strategy = "gather" if k_cig < 256 else "offsets"
+        else:
+            strategy = "scan"
     acc = acc_dtype(x.dtype)
     xp = win.pad_spatial(x, pads)
     out_shape = g.shape[1:-1]
@@ -323,15 +304,37 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
         if cig == 1 and groups > 1:  # depthwise: elementwise products, summed
             prod = sl2.astype(acc) * g2.astype(acc)  # (M, G, cog) by broadcasting
             return prod.sum(0)[None]
+        if groups == 1:  # a plain 2-D GEMM (no batch dimension of size 1)
+            return jnp.matmul(sl2[:, 0].T, g2[:, 0], preferred_element_type=acc)[:, None]
         return jnp.einsum("mgi,mgo->igo", sl2, g2, preferred_element_type=acc)
 
-    slices = [win.window_slice(xp, k, out_shape, stride, dilation) for k in win.offsets(window)]
+    if strategy == "scan":
+        # one offset per loop step: XLA runs each step's contraction as one plain
+        # GEMM on a materialised slice (unrolled, the K contractions with fused
+        # slices ran 2x slower on every wide layer measured)
+        starts = jnp.asarray(_starts(window, dilation), jnp.int32)
+        span = [(m - 1) * st + 1 for m, st in zip(out_shape, stride)]
+        zero = jnp.zeros((), jnp.int32)
+
+        def body(carry, start):
+            sl = _strided(jax.lax.dynamic_slice(
+                xp, (zero, *start, zero), (xp.shape[0], *span, xp.shape[-1])), stride)
+            return carry, correlate(sl)
+
+        dw = jax.lax.scan(body, None, starts)[1]
+        return dw.reshape(w_shape).astype(x.dtype)
     if strategy == "gather":
-        patches = _grouped(jnp.stack(slices, axis=-2).reshape(-1, len(slices), groups * cig),
-                           groups)  # (M, K, G, cig)
+        k_total = math.prod(window)
+        patches = win.patches(xp, window, out_shape, stride, dilation)
+        if groups == 1:  # a plain 2-D GEMM: (K·C_in, M) · (M, C_out)
+            flat = patches.reshape(-1, k_total * cig)
+            dw = jnp.matmul(flat.T, g2[:, 0], preferred_element_type=acc)
+            return dw.reshape(w_shape).astype(x.dtype)
+        patches = _grouped(patches.reshape(-1, k_total, groups * cig), groups)  # (M, K, G, cig)
         dw = jnp.einsum("mkgi,mgo->kigo", patches, g2, preferred_element_type=acc)
     else:
-        dw = jnp.stack([correlate(sl) for sl in slices])
+        dw = jnp.stack([correlate(win.window_slice(xp, k, out_shape, stride, dilation))
+                        for k in win.offsets(window)])
     return dw.reshape(w_shape).astype(x.dtype)
 
 

@@ -102,8 +102,8 @@ def lax_conv(x, w, b=None, *, stride, pads, dilation, groups):
 
 
 def lax_max_pool(x, window, stride, pads):
-    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *window, 1), (1, *stride, 1),
-                             ((0, 0), *pads, (0, 0)))
+    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *window, 1),
+                             (1, *stride, 1), ((0, 0), *pads, (0, 0)))
 
 
 def lax_sum_pool(x, window, stride, pads):

@@ -118,7 +118,9 @@ def _dense_run(x, w, b, ct):
     out = []
     for f in (jcnn.dense, _dense_ref):
         y, vjp = jax.vjp(f, x, w, b)
-        loss = lambda *a: jnp.sum(jnp.tanh(f(*a)))
+        def loss(*a, f=f):
+            return jnp.sum(jnp.tanh(f(*a)))
+
         hvp = jax.grad(lambda x: jnp.vdot(jax.grad(loss, 1)(x, w, b), w))(x)
         out.append((y, *vjp(ct), hvp))
     return out

@@ -96,9 +96,9 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
         vjps = [jax.vjp(fn, *args)[1](ct) for fn in (ours, ref, plain)]
         # every arrangement of the backward's sums, not only the one chosen
         dxs = [convolution._input_grad(ct, w, x.shape[1:-1], *geometry, path)
-               for path in ("fullconv", "scatter", "phased")]
+               for path in ("fullconv", "scatter")]
         dws = [convolution._weight_grad(x, ct, w.shape, *geometry, path)
-               for path in ("offsets", "gather")]
+               for path in ("offsets", "gather", "scan")]
         return vjps, dxs, dws
 
     (got, *wants), dxs, dws = run(ct, *args)
@@ -107,9 +107,9 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
             assert g.shape == r.shape
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10,
                                        err_msg=f"d{label} vs {name}")
-    for path, dx in zip(("fullconv", "scatter", "phased"), dxs):
+    for path, dx in zip(("fullconv", "scatter"), dxs):
         np.testing.assert_allclose(dx, wants[0][0], rtol=1e-10, atol=1e-10, err_msg=path)
-    for path, dw in zip(("offsets", "gather"), dws):
+    for path, dw in zip(("offsets", "gather", "scan"), dws):
         np.testing.assert_allclose(dw, wants[0][1], rtol=1e-10, atol=1e-10, err_msg=path)
 
 
@@ -420,3 +420,39 @@ def test_bit_identical_across_runs():
     third = run()
     for a, b, c in zip(first, second, third):
         assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+@given(st.integers(1, 3).flatmap(lambda nd: st.tuples(
+    st.tuples(*[st.integers(1, 3)] * nd),  # window
+    st.tuples(*[st.integers(1, 3)] * nd),  # stride
+    st.tuples(*[st.integers(1, 2)] * nd),  # dilation
+    st.tuples(*[st.integers(0, 3)] * nd),  # extra input beyond the last window
+)), st.integers(0, 2 ** 16))
+def test_patches_and_their_transpose(geometry, seed):
+    """``patches`` against a loop over positions and offsets; ``scatter_patches``
+    against the adjoint identity ⟨patches(x), p⟩ = ⟨x, scatter_patches(p)⟩ and
+    a loop that adds every value back where it was read."""
+    from jcnn import window as win
+
+    window, stride, dilation, extra = geometry
+    out = [2 + e % 2 for e in extra]
+    size = [(m - 1) * s + (f - 1) * d + 1 + e
+            for m, s, f, d, e in zip(out, stride, window, dilation, extra)]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *size, 3))
+    k_total = int(np.prod(window))
+    p = rng.standard_normal((2, *out, k_total, 3))
+
+    both = jax.jit(lambda x, p: (win.patches(x, window, out, stride, dilation),
+                                 win.scatter_patches(p, window, size, stride, dilation)))
+    got, scattered = map(np.asarray, both(x, p))
+    want = np.zeros((2, *out, k_total, 3))
+    back = np.zeros_like(x)
+    for pos in itertools.product(*(range(m) for m in out)):
+        for i, k in enumerate(itertools.product(*(range(f) for f in window))):
+            src = tuple(q * s + kk * d for q, s, kk, d in zip(pos, stride, k, dilation))
+            want[(slice(None), *pos, i)] = x[(slice(None), *src)]
+            back[(slice(None), *src)] += p[(slice(None), *pos, i)]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(scattered, back, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.vdot(got, p), np.vdot(x, scattered), rtol=1e-10)
