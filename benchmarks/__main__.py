@@ -149,16 +149,22 @@ def bench_conv(shape, repeats):
                                                       shape.groups),
     }
 
-    def fwd_bwd(f):
-        return jax.grad(lambda x, w: jnp.sum(f(x, w) * 0.5), argnums=(0, 1))
+    y_shape = jax.eval_shape(forwards["lax"], x, w).shape
+    ct = jnp.asarray(rng.standard_normal(y_shape), jnp.float32)
+
+    def fwd_bwd(f):  # the output, and dx, dw for a dense cotangent (as in a network)
+        def run(x, w, ct):
+            y, vjp = jax.vjp(f, x, w)
+            return y, *vjp(ct)
+        return run
 
     row = {"name": shape.name, "gflop": shape.flops() / 1e9}
     fwd_c, fb_c = {}, {}
     for k, f in forwards.items():
         fwd_c[k], row[f"compile_fwd_{k}"], _ = _compile(f, (x, w))
-        fb_c[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd(f), (x, w))
+        fb_c[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd(f), (x, w, ct))
     fwd_t = _time({k: c for k, c in fwd_c.items() if k != "autodiff"}, (x, w), repeats)
-    fb_t = _time(fb_c, (x, w), repeats)
+    fb_t = _time(fb_c, (x, w, ct), repeats)
     for k in fwd_t:
         row[f"fwd_{k}"] = fwd_t[k]
     for k in fb_t:
@@ -182,12 +188,20 @@ def bench_pools(n, repeats, quick):
         fns = {"jcnn": lambda x, f=ours: f(x, window, stride=stride, padding=padding),
                "lax": lambda x, f=ref: f(x, window, stride, padding)}
         row = {"name": f"{name} {'x'.join(map(str, size[1:]))}"}
-        compiled = {}
+        y_shape = jax.eval_shape(fns["lax"], x).shape
+        ct = jnp.asarray(np.random.default_rng(2).standard_normal(y_shape), jnp.float32)
+        compiled, chained = {}, {}
         for k, f in fns.items():
-            g = jax.grad(lambda x, f=f: jnp.sum(jnp.sin(f(x))))
-            compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(g, (x,))
-        t = _time(compiled, (x,), repeats)
+            def fwd_bwd(x, ct, f=f):  # the output and dx for a given cotangent
+                y, vjp = jax.vjp(f, x)
+                return y, vjp(ct)[0]
+            compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd, (x, ct))
+            # the cotangent computed by an elementwise chain XLA may fuse into the backward
+            chained[k], _, _ = _compile(jax.grad(lambda x, f=f: jnp.sum(jnp.sin(f(x)))), (x,))
+        t = _time(compiled, (x, ct), repeats)
         row.update({f"fb_{k}": v for k, v in t.items()})
+        t = _time(chained, (x,), repeats)
+        row.update({f"chain_{k}": v for k, v in t.items()})
         rows.append(row)
     return rows
 
@@ -237,6 +251,9 @@ def render(conv_rows, pool_rows, train_row, args):
     has_torch = any("fb_torch" in r for r in conv_rows)
     lines = []
     lines.append("### Convolution, forward + backward (grad w.r.t. x and w)\n")
+    lines.append("`y, vjp = jax.vjp(conv, x, w)`, returning `y` and `vjp(ct)` for a dense "
+                 "random cotangent `ct` — the forward and both gradients, as a layer in a "
+                 "network needs them.\n")
     head = ["shape", "GFLOP fwd", "jcnn ms", "lax ms", "jcnn/lax", "autodiff ms",
             "jcnn GFLOP/s", "lax GFLOP/s", "compile jcnn/lax s", "temp MB jcnn/lax"]
     if has_torch:
@@ -270,13 +287,19 @@ def render(conv_rows, pool_rows, train_row, args):
     lines.append(f"\nGeometric mean jcnn/lax (forward): **{gmf:.2f}**, worst "
                  f"{max(ratios_f):.2f}.\n")
     lines.append("### Pooling, forward + backward\n")
-    lines.append("| pool | jcnn ms | lax ms | jcnn/lax | compile jcnn/lax s | temp MB jcnn/lax |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("Output and dx for a given cotangent (`jax.vjp`); the last columns time "
+                 "`jax.grad(lambda x: sum(sin(pool(x))))`, where XLA fuses the cotangent's "
+                 "`cos` into the backward.\n")
+    lines.append("| pool | jcnn ms | lax ms | jcnn/lax | compile jcnn/lax s | temp MB jcnn/lax "
+                 "| sin chain jcnn / lax ms | sin chain jcnn/lax |")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for r in pool_rows:
         lines.append(f"| {r['name']} | {_ms(r['fb_jcnn'])} | {_ms(r['fb_lax'])} | "
                      f"**{r['fb_jcnn'] / r['fb_lax']:.2f}** | "
                      f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f} | "
-                     f"{_mb(r['temp_jcnn'])} / {_mb(r['temp_lax'])} |")
+                     f"{_mb(r['temp_jcnn'])} / {_mb(r['temp_lax'])} | "
+                     f"{_ms(r['chain_jcnn'])} / {_ms(r['chain_lax'])} | "
+                     f"{r['chain_jcnn'] / r['chain_lax']:.2f} |")
     r = train_row
     lines.append("\n### Training step (digits model, adam)\n")
     lines.append("| step | jcnn ms | lax twin ms | jcnn images/s | lax images/s | "

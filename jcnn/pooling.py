@@ -251,17 +251,27 @@ def _window_sum(x, window, stride, pads_total, out_shape):
 
 
 def _window_spread(g, window, stride, pads_total, out_shape, sizes):
-    """Transpose of ``_window_sum``: each value added back over its window."""
-    passes = _passes(window, stride, pads_total, out_shape, sizes)
-    in_shapes = [tuple(sizes)] + [o1 for *_, o1 in passes[:-1]]
-    for (w1, s1, p1, _), shape in zip(reversed(passes), reversed(in_shapes)):
-        padded_shape = [n + lo + hi for n, (lo, hi) in zip(shape, p1)]
-        dxp = None
-        for k in win.offsets(w1):
-            term = win.scatter_slice(g, k, padded_shape, s1, (1,) * len(w1))
-            dxp = term if dxp is None else dxp + term
-        g = _crop(dxp, p1, shape)
-    return g
+    """Transpose of ``_window_sum``: each value added back over its window.
+
+    Tiling windows (stride = window) broadcast each value over its tile; others
+    are one sum of ``Π f`` strided placements (not one pass per dim like the
+    forward), which XLA fuses into a single loop with no intermediate array.
+    Measured on 16×32×32×64 (output and dx for a given cotangent): 2×2 0.16 ms
+    (in passes 0.26, lax 0.24–0.30); 3×3/2 0.52 ms (in passes 0.68, lax 2.7)."""
+    padded = [n + lo + hi for n, (lo, hi) in zip(sizes, pads_total)]
+    if tuple(stride) == tuple(window):  # tiling windows: every input in at most one window
+        tiles = g.reshape(g.shape[0], *(a for m in out_shape for a in (m, 1)), g.shape[-1])
+        tiles = jnp.broadcast_to(tiles, (g.shape[0], *(a for m, f in zip(out_shape, window)
+                                                        for a in (m, f)), g.shape[-1]))
+        total = tiles.reshape(g.shape[0], *(m * f for m, f in zip(out_shape, window)),
+                              g.shape[-1])
+        rest = [(0, p - m * f) for p, m, f in zip(padded, out_shape, window)]
+        return _crop(win.pad_spatial(total, rest), pads_total, sizes)
+    total = None
+    for k in win.offsets(window):
+        term = win.scatter_slice(g, k, padded, stride, (1,) * len(window))
+        total = term if total is None else total + term
+    return _crop(total, pads_total, sizes)
 
 
 def _avg_forward(x, window, stride, pads_total, out_shape, counts):
