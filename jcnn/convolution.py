@@ -55,7 +55,7 @@ STRATEGIES = ("offsets", "gather", "shift", "scan", "depthwise")
 GATHER_LIMIT = 1 << 22  # elements of the gathered patch matrix (16 MiB in f32)
 
 
-def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int = 0) -> str:
+def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int = 1) -> str:
     """Pick the arrangement of the windowed sums for one layer shape.
 
     Every arrangement computes the same sum; measured on a 2-core CPU
@@ -65,13 +65,14 @@ def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int =
       there is nothing to contract.
     * ``"gather"``: stack the ``K`` offset slices (:func:`jcnn.window.patches`,
       built one dim at a time) and do one matmul with contraction length
-      ``K·C_in`` — best while the patch matrix (``positions · K · C_in``
-      elements, ``positions = N · Π out``) stays under ``GATHER_LIMIT``: one
-      long contraction keeps the GEMM busy (7×7/2 stem: 1.6 ms, lax 1.5).
+      ``K·C_in``, in batch blocks whose patch matrix stays under
+      ``GATHER_LIMIT`` elements (one block when the whole batch fits) — one
+      long contraction keeps the GEMM busy and a block stays in cache
+      (7×7/2 stem: 1.6 ms, lax 1.5; 16×32×32×64 3×3 in blocks of 4 examples:
+      3.8 ms, lax 5.4, all 16 at once 17).
     * ``"scan"``: one matmul per offset as a ``lax.scan`` adding into one
-      accumulator, so XLA reuses one buffer instead of holding ``K`` products
-      or a huge patch matrix — best for large, wide layers (16×32×32×64 3×3:
-      5.2–5.8 ms, lax 5.4; gathered 17, unrolled per offset 12.6).
+      accumulator — for layers where a single example's patch matrix
+      (``positions · K · C_in``, ``positions = Π out``) exceeds the limit.
     * ``"offsets"`` (one matmul per offset, unrolled) and ``"shift"`` (every
       offset's products in one matmul over the padded input, then shifted into
       place) are kept as oracle-tested alternatives; they lost on every
@@ -99,6 +100,26 @@ def _strided(a, stride):
     if all(st == 1 for st in stride):
         return a
     return jax.lax.slice(a, (0,) * a.ndim, a.shape, (1, *stride, 1))
+
+
+def _batch_block(n: int, per_example: int) -> int | None:
+    """How many examples one block holds: the largest divisor ``B`` of ``n`` with
+    ``B · per_example ≤ GATHER_LIMIT`` (``None`` when one example is already over)."""
+    if per_example > GATHER_LIMIT:
+        return None
+    return max((b for b in range(1, n + 1) if n % b == 0 and b * per_example <= GATHER_LIMIT),
+               default=1)  # an empty batch is one (empty) block
+
+
+def _map_blocks(fn, block, *arrays):
+    """``fn`` on consecutive batch blocks of ``block`` examples (a ``lax.map``), the
+    results concatenated — ``fn(*arrays)`` itself when one block is the batch."""
+    n = arrays[0].shape[0]
+    if block >= n:
+        return fn(*arrays)
+    chunks = tuple(a.reshape(n // block, block, *a.shape[1:]) for a in arrays)
+    out = jax.lax.map(lambda c: fn(*c), chunks)
+    return out.reshape(n, *out.shape[2:])
 
 
 def _contract(sl, w_i, groups, acc):
@@ -193,10 +214,17 @@ def _forward(x, w, b, stride, pads, dilation, groups, strategy=None):
     window = w.shape[:-2]
     out_shape = conv_out_shape(x.shape[1:-1], window, stride, pads, dilation)
     if strategy is None:
-        positions = x.shape[0] * math.prod(out_shape)
+        positions = math.prod(out_shape)  # per example
         strategy = choose_strategy(window, x.shape[-1], w.shape[-1], groups, positions)
-    xp = win.pad_spatial(x, pads)
-    out = _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy)
+    def run(xc):
+        xp = win.pad_spatial(xc, pads)
+        return _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy)
+
+    if strategy == "gather":  # in batch blocks whose patch matrix fits GATHER_LIMIT
+        per_example = math.prod(out_shape) * math.prod(window) * w.shape[-2]
+        out = _map_blocks(run, _batch_block(x.shape[0], per_example) or 1, x)
+    else:
+        out = run(x)
     if b is not None:
         out = out + b.astype(out.dtype)
     return out.astype(x.dtype)
@@ -234,35 +262,40 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
       (:func:`jcnn.window.scatter_patches`: one dim at a time, strided dims
       split by phase, so no product with an inserted zero and no add of one).
 
-    ``"scatter"`` for strided layers (7×7/2 stem: 1.2–1.9 ms, lax 2.4–2.7; the
-    full conv multiplies the inserted zeros) and narrow stride-1 layers
-    (16×14×14×32 5×5→64: 1.0 ms, full conv 1.5–1.9); ``"fullconv"`` for
-    stride-1 layers whose products ``N·Π out · K · C_in`` exceed
-    ``GATHER_LIMIT`` (16×32×32×64 3×3: 5.4 ms, scatter 23–33) and depthwise
-    stride-1 layers (0.5 ms, scatter 8).
+    ``"scatter"`` runs in batch blocks whose products ``B·Π out·K·C_in`` fit
+    ``GATHER_LIMIT`` (all at once 23–33 ms on 16×32×32×64 3×3, in blocks 4.4,
+    lax 5.4; 7×7/2 stem 1.6–2.0 ms, lax 2.5; the full conv multiplies the
+    inserted zeros: 68 ms).  ``"fullconv"`` is chosen for stride-1 depthwise
+    layers (0.5 ms, scatter 8) and stride-1 layers where a single example's
+    products exceed the limit (there :func:`conv`'s ``"scan"`` bounds memory).
     """
     window, (cig, c_out) = w.shape[:-2], w.shape[-2:]
     k_total = math.prod(window)
     if strategy is None:
-        big = math.prod(g.shape[:-1]) * k_total * cig > GATHER_LIMIT
+        big = math.prod(g.shape[1:-1]) * k_total * cig > GATHER_LIMIT  # one example's
         depthwise = cig == 1 and groups > 1
         strategy = "fullconv" if (big or depthwise) and max(stride) == 1 else "scatter"
     nd = len(in_sizes)
     if strategy == "scatter":
         acc = acc_dtype(g.dtype)
         wk = w.reshape(k_total, cig, c_out)
-        if cig == 1 and groups > 1:  # depthwise: elementwise products, summed per group
-            prods = g[..., None, :].astype(acc) * wk[:, 0].astype(acc)  # (N, *out, K, C_out)
-            prods = _grouped(prods, groups).sum(-1)  # (N, *out, K, C_in)
-        elif groups == 1:  # a plain 2-D GEMM (a size-1 group axis made XLA's dot 2× slower)
-            prods = jnp.einsum("...o,kio->...ki", g, wk, preferred_element_type=acc)
-        else:  # one matmul for all offsets: (N, *out, C_out) · (C_out, K·C_in)
-            prods = jnp.einsum("...go,kigo->...kgi", _grouped(g, groups), _grouped(wk, groups),
-                               preferred_element_type=acc)
-            prods = prods.reshape(*prods.shape[:-2], groups * cig)  # (N, *out, K, C_in)
         padded = [n + lo + hi for n, (lo, hi) in zip(in_sizes, pads)]
-        dxp = win.scatter_patches(prods, window, padded, stride, dilation)
-        return win.pad_spatial(dxp, [(-lo, -hi) for lo, hi in pads]).astype(g.dtype)
+
+        def scatter(gc):
+            if cig == 1 and groups > 1:  # depthwise: elementwise products, summed per group
+                prods = gc[..., None, :].astype(acc) * wk[:, 0].astype(acc)  # (.., K, C_out)
+                prods = _grouped(prods, groups).sum(-1)  # (B, *out, K, C_in)
+            elif groups == 1:  # a plain 2-D GEMM (a size-1 group axis made XLA's dot 2× slower)
+                prods = jnp.einsum("...o,kio->...ki", gc, wk, preferred_element_type=acc)
+            else:  # one matmul for all offsets: (B, *out, C_out) · (C_out, K·C_in)
+                prods = jnp.einsum("...go,kigo->...kgi", _grouped(gc, groups),
+                                   _grouped(wk, groups), preferred_element_type=acc)
+                prods = prods.reshape(*prods.shape[:-2], groups * cig)  # (B, *out, K, C_in)
+            dxp = win.scatter_patches(prods, window, padded, stride, dilation)
+            return win.pad_spatial(dxp, [(-lo, -hi) for lo, hi in pads]).astype(g.dtype)
+
+        block = _batch_block(g.shape[0], math.prod(g.shape[1:-1]) * k_total * cig) or 1
+        return _map_blocks(scatter, block, g)
     if strategy != "fullconv":
         raise ValueError(f"unknown input-gradient strategy {strategy!r}")
     config = []
@@ -277,21 +310,19 @@ def _input_grad(g, w, in_sizes, stride, pads, dilation, groups, strategy=None):
 def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
     """dW[k] = Σ_{n,p} X_pad[n, p·s + k·d]ᵀ dZ[n, p]: correlation of X with dZ.
 
-    The forward's arrangements: ``"gather"`` (the patch matrix, one GEMM
-    ``(K·C_in, M) · (M, C_out)``) for short contractions ``K·C_in < 256`` whose
-    patch matrix fits ``GATHER_LIMIT`` (7×7/2 stem: 2.9 ms vs 4.0 ms per offset);
-    ``"scan"`` (a loop over offsets, one slice live at a time) for the patch
-    matrices over it (16×32×32×64 3×3: 9.0 ms vs 20–22 ms unrolled, lax 8.9 ms);
-    else, and for depthwise layers, ``"offsets"`` (one contraction per offset).
+    The forward's arrangements, chosen the same way: ``"gather"`` (the patch
+    matrix, one GEMM ``(K·C_in, M) · (M, C_out)`` per batch block, the blocks'
+    sums added; 7×7/2 stem 2.9 ms vs 4.0 per offset, 16×32×32×64 3×3 6.9–10.6 ms
+    vs 15–17 per offset, lax 8–9); ``"scan"`` (a loop over offsets, one slice
+    live at a time) when one example's patch matrix is over ``GATHER_LIMIT``;
+    ``"offsets"`` (one contraction per offset) for depthwise layers.
     """
     window, (cig, c_out) = w_shape[:-2], w_shape[-2:]
     if strategy is None:
-        k_cig = math.prod(window) * cig
-        fits = math.prod(g.shape[:-1]) * k_cig <= GATHER_LIMIT
         if cig == 1 and groups > 1:
             strategy = "offsets"
-        elif fits:
-            strategy = "gather" if k_cig < 256 else "offsets"
+        elif math.prod(g.shape[1:-1]) * math.prod(window) * cig <= GATHER_LIMIT:
+            strategy = "gather"
         else:
             strategy = "scan"
     acc = acc_dtype(x.dtype)
@@ -325,13 +356,27 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
         return dw.reshape(w_shape).astype(x.dtype)
     if strategy == "gather":
         k_total = math.prod(window)
-        patches = win.patches(xp, window, out_shape, stride, dilation)
-        if groups == 1:  # a plain 2-D GEMM: (K·C_in, M) · (M, C_out)
-            flat = patches.reshape(-1, k_total * cig)
-            dw = jnp.matmul(flat.T, g2[:, 0], preferred_element_type=acc)
-            return dw.reshape(w_shape).astype(x.dtype)
-        patches = _grouped(patches.reshape(-1, k_total, groups * cig), groups)  # (M, K, G, cig)
-        dw = jnp.einsum("mkgi,mgo->kigo", patches, g2, preferred_element_type=acc)
+
+        def gathered(xc, gc):  # one GEMM (K·C_in, M) · (M, C_out) over a batch block
+            patches = win.patches(win.pad_spatial(xc, pads), window, out_shape, stride,
+                                  dilation)
+            gc2 = _grouped(gc.reshape(-1, c_out), groups)
+            if groups == 1:  # a plain 2-D GEMM
+                flat = patches.reshape(-1, k_total * cig)
+                return jnp.matmul(flat.T, gc2[:, 0], preferred_element_type=acc)
+            patches = _grouped(patches.reshape(-1, k_total, groups * cig), groups)
+            return jnp.einsum("mkgi,mgo->kigo", patches, gc2, preferred_element_type=acc)
+
+        n = x.shape[0]
+        block = _batch_block(n, math.prod(out_shape) * k_total * cig) or 1
+        if block >= n:
+            dw = gathered(x, g)
+        else:  # blocks of examples, their dW summed
+            chunks = [a.reshape(n // block, block, *a.shape[1:]) for a in (x, g)]
+            init = jnp.zeros((k_total * cig, c_out) if groups == 1 else
+                             (k_total, cig, groups, c_out // groups), acc)
+            dw = jax.lax.scan(lambda tot, c: (tot + gathered(*c), None), init, chunks)[0]
+        return dw.reshape(w_shape).astype(x.dtype)
     else:
         dw = jnp.stack([correlate(win.window_slice(xp, k, out_shape, stride, dilation))
                         for k in win.offsets(window)])

@@ -456,3 +456,46 @@ def test_patches_and_their_transpose(geometry, seed):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(scattered, back, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.vdot(got, p), np.vdot(x, scattered), rtol=1e-10)
+
+
+@pytest.mark.parametrize("regime", ["whole batch", "blocks of 2", "blocks of 1", "over"])
+@pytest.mark.parametrize("shape", [
+    ((6, 7, 7, 3), (3, 3, 3, 4), (1, 1), ((1, 1), (1, 1)), 1),
+    ((4, 9, 8, 4), (3, 2, 2, 6), (2, 3), ((1, 0), (0, 1)), 2),
+    ((5, 6, 6, 4), (3, 3, 1, 4), (2, 1), ((1, 1), (1, 1)), 4),
+])
+def test_batch_blocks_and_limits(monkeypatch, shape, regime):
+    """Every ``GATHER_LIMIT`` regime — whole batch, batch blocks, one example per
+    block, one example over the limit (per-offset loops) — against lax, forward
+    and VJP, every backward path."""
+    x_shape, w_shape, stride, pads, groups = shape
+    out = [(n + lo + hi - f) // s + 1 for n, f, s, (lo, hi) in
+           zip(x_shape[1:-1], w_shape[:-2], stride, pads)]
+    per_example = int(np.prod(out)) * int(np.prod(w_shape[:-2])) * w_shape[-2]
+    limit = {"whole batch": 1 << 30, "blocks of 2": 2 * per_example,
+             "blocks of 1": per_example, "over": per_example - 1}[regime]
+    monkeypatch.setattr(convolution, "GATHER_LIMIT", limit)
+    n = x_shape[0]
+    block = convolution._batch_block(n, per_example)
+    assert block == {"whole batch": n, "blocks of 2": 2 if n % 2 == 0 else 1,
+                     "blocks of 1": 1, "over": None}[regime]
+    rng = np.random.default_rng(len(regime))
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    case = ConvCase(x_shape, w_shape, stride, pads, pads, (1, 1), groups, False, 0)
+
+    def ours(x, w):
+        return jcnn.conv(x, w, stride=stride, padding=pads, groups=groups)
+
+    y, vjp = jax.vjp(jax.jit(ours), x, w)
+    y_ref, vjp_ref = jax.vjp(lambda x, w: _lax(case, x, w, None), x, w)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    ct = rng.standard_normal(y.shape)
+    for got, want in zip(vjp(ct), vjp_ref(ct)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    geometry = (stride, pads, (1, 1), groups)
+    for path in ("fullconv", "scatter"):
+        dx = convolution._input_grad(ct, w, x_shape[1:-1], *geometry, path)
+        np.testing.assert_allclose(dx, vjp_ref(ct)[0], rtol=1e-10, atol=1e-10)
+    for path in ("gather", "scan", "offsets"):
+        dw = convolution._weight_grad(x, ct, w.shape, *geometry, path)
+        np.testing.assert_allclose(dw, vjp_ref(ct)[1], rtol=1e-10, atol=1e-10)
