@@ -52,7 +52,7 @@ STRATEGIES = ("offsets", "gather", "shift", "scan", "depthwise")
 # How the windowed sums are arranged.  Every arrangement computes exactly the
 # sum above; they differ only in how XLA sees the work.
 # --------------------------------------------------------------------------- #
-GATHER_LIMIT = 1 << 20  # elements of one block's patch matrix (4 MiB in f32)
+GATHER_LIMIT = 1 << 22  # elements of one block's patch matrix (16 MiB in f32)
 
 
 def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int = 1) -> str:
@@ -68,9 +68,11 @@ def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int =
       ``K·C_in``, in batch blocks whose patch matrix stays under
       ``GATHER_LIMIT`` elements (one block when the whole batch fits) — one
       long contraction keeps the GEMM busy and a block stays in cache
-      (16×32×32×64 3×3 forward: one example per block 4.1–4.4 ms, four 3.8–4.2,
-      all 16 at once 17, lax 5.5–5.7; fwd+bwd of the suite's layers was as fast
-      or faster with a 4 MiB limit as with 16 MiB, in a third of the memory).
+      (16×32×32×64 3×3 forward: four examples per block 3.8–4.2 ms, one
+      4.1–4.4, all 16 at once 17, lax 5.5–5.7).  A 4 MiB limit used a third
+      of the temp memory but, forward and backward together, ran 1.1–1.5×
+      slower on four of the suite's five large layers (loop overhead of more,
+      smaller blocks), so the limit stays at 16 MiB.
     * ``"scan"``: one matmul per offset as a ``lax.scan`` adding into one
       accumulator — for layers where a single example's patch matrix
       (``positions · K · C_in``, ``positions = Π out``) exceeds the limit.
