@@ -76,14 +76,18 @@ def choose_strategy(window, c_in: int, c_out: int, groups: int, positions: int =
     * ``"scan"``: one matmul per offset as a ``lax.scan`` adding into one
       accumulator — for layers where a single example's patch matrix
       (``positions · K · C_in``, ``positions = Π out``) exceeds the limit.
-    * ``"offsets"`` (one matmul per offset, unrolled) and ``"shift"`` (every
-      offset's products in one matmul over the padded input, then shifted into
-      place) are kept as oracle-tested alternatives; they lost on every
-      measured shape.
+    * ``"offsets"``: one matmul per offset, unrolled — for a single input
+      channel, where each is an outer product XLA fuses into one multiply-add
+      loop (28×28×1 5×5×32: 0.18 ms median, gathered 0.24, lax 0.16).
+    * ``"shift"`` (every offset's products in one matmul over the padded input,
+      then shifted into place) is kept as an oracle-tested alternative; it lost
+      on every measured shape.
     """
     cig = c_in // groups
     if groups > 1 and cig == 1:
         return "depthwise"
+    if cig == 1:
+        return "offsets"
     return "gather" if positions * math.prod(window) * cig <= GATHER_LIMIT else "scan"
 
 
