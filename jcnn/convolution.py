@@ -16,7 +16,8 @@ Backward (§9), written by hand as a ``jax.custom_vjp``::
 
 ``spread_s`` puts ``s − 1`` zeros between cotangent values; rows of ``X`` the
 forward never read (when ``(n + 2p − f) mod s ≠ 0``) get zero gradient.  ``dX``
-is computed by ``conv`` itself and ``dW`` by slices and contractions, so the
+is computed by ``conv`` itself or as the same sum scattered back without the
+inserted zeros, ``dW`` by slices and contractions — all differentiable ops, so the
 backward is differentiable again: ``jax.grad(jax.grad(...))``, Hessian-vector
 products and ``jax.jacrev(jax.grad(...))`` work.  Forward-mode autodiff
 (``jax.jvp``, ``jax.jacfwd``) cannot pass through a ``custom_vjp``; use
