@@ -371,6 +371,8 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
             gc2 = _grouped(gc.reshape(-1, c_out), groups)
             if groups == 1:  # a plain 2-D GEMM, dWᵀ = dZᵀ · patches (1.4× faster than
                 flat = patches.reshape(-1, k_total * cig)  # patchesᵀ · dZ on 3×3×64→64)
+                if flat.dtype != acc:  # XLA CPU has no bf16·bf16→f32 dot this way round
+                    flat, gc2 = flat.astype(acc), gc2.astype(acc)
                 return jnp.matmul(gc2[:, 0].T, flat, preferred_element_type=acc)
             patches = _grouped(patches.reshape(-1, k_total, groups * cig), groups)
             return jnp.einsum("mkgi,mgo->kigo", patches, gc2, preferred_element_type=acc)
