@@ -295,6 +295,17 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
     gm = math.exp(statistics.fmean(math.log(v) for v in ratios_fb))
     lines.append(f"\nGeometric mean jcnn/lax (fwd+bwd): **{gm:.2f}**, worst "
                  f"{max(ratios_fb):.2f}.\n")
+    if has_torch:
+        import torch
+
+        rows = [r for r in conv_rows if "fb_torch" in r]
+
+        def gmean(key):
+            return math.exp(statistics.fmean(math.log(r[key] / r["fb_torch"]) for r in rows))
+
+        lines.append(f"PyTorch {torch.__version__} CPU (timed after the JAX contenders, "
+                     f"`y.sum().backward()`): geometric mean jcnn/torch "
+                     f"**{gmean('fb_jcnn'):.2f}**, lax/torch {gmean('fb_lax'):.2f}.\n")
     lines.append("### Convolution, forward only\n")
     lines.append("| shape | jcnn ms | lax ms | jcnn/lax | jcnn GFLOP/s | lax GFLOP/s |")
     lines.append("|---|---|---|---|---|---|")
