@@ -119,15 +119,38 @@ def _batch_block(n: int, per_example: int) -> int | None:
                default=1)  # an empty batch is one (empty) block
 
 
+def _blocks(block, arrays):
+    """The arrays split along the batch into ``(n // block, block, ...)``."""
+    n = arrays[0].shape[0]
+    return tuple(a.reshape(n // block, block, *a.shape[1:]) for a in arrays)
+
+
 def _map_blocks(fn, block, *arrays):
     """``fn`` on consecutive batch blocks of ``block`` examples (a ``lax.map``), the
     results concatenated — ``fn(*arrays)`` itself when one block is the batch."""
     n = arrays[0].shape[0]
     if block >= n:
         return fn(*arrays)
-    chunks = tuple(a.reshape(n // block, block, *a.shape[1:]) for a in arrays)
-    out = jax.lax.map(lambda c: fn(*c), chunks)
+    out = jax.lax.map(lambda c: fn(*c), _blocks(block, arrays))
     return out.reshape(n, *out.shape[2:])
+
+
+def _sum_blocks(fn, block, *arrays):
+    """``Σ fn(block)`` over consecutive batch blocks (a ``lax.scan`` with one
+    accumulator) — ``fn(*arrays)`` itself when one block is the batch."""
+    if block >= arrays[0].shape[0]:
+        return fn(*arrays)
+    init = jax.eval_shape(fn, *(a[:block] for a in arrays))
+    return jax.lax.scan(lambda tot, c: (tot + fn(*c), None),
+                        jnp.zeros(init.shape, init.dtype), _blocks(block, arrays))[0]
+
+
+def _offset_slice(xp, start, out_shape, stride):
+    """``window_slice`` at a traced start (``_starts`` row): the scan arrangements' read."""
+    zero = jnp.zeros((), jnp.int32)
+    span = [(m - 1) * st + 1 for m, st in zip(out_shape, stride)]
+    return _strided(jax.lax.dynamic_slice(
+        xp, (zero, *start, zero), (xp.shape[0], *span, xp.shape[-1])), stride)
 
 
 def _contract(sl, w_i, groups, acc):
@@ -137,17 +160,6 @@ def _contract(sl, w_i, groups, acc):
     out = jnp.einsum("...gi,igo->...go", _grouped(sl, groups), _grouped(w_i, groups),
                      preferred_element_type=acc)
     return out.reshape(*out.shape[:-2], w_i.shape[-1])
-
-
-def _contract_t(g, w_i, groups, acc):
-    """``(N, *out, C_out) · (C_in/G, C_out)ᵀ`` per group → ``(N, *out, C_in)``."""
-    cig, c_out = w_i.shape
-    if cig == 1 and groups > 1:  # depthwise: an elementwise product summed per group
-        prod = g.astype(acc) * w_i[0].astype(acc)
-        return _grouped(prod, groups).sum(-1)
-    out = jnp.einsum("...go,igo->...gi", _grouped(g, groups), _grouped(w_i, groups),
-                     preferred_element_type=acc)
-    return out.reshape(*out.shape[:-2], groups * cig)
 
 
 def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
@@ -182,14 +194,10 @@ def _windowed_sum(xp, w, out_shape, stride, dilation, groups, strategy):
         # the same sum as "offsets", as a loop over offsets that adds into one
         # accumulator: XLA reuses that buffer instead of holding K products
         starts = jnp.asarray(_starts(window, dilation), jnp.int32)
-        span = [(m - 1) * st + 1 for m, st in zip(out_shape, stride)]
-
-        zero = jnp.zeros((), jnp.int32)
 
         def body(total, item):
             start, w_i = item
-            sl = _strided(jax.lax.dynamic_slice(
-                xp, (zero, *start, zero), (xp.shape[0], *span, xp.shape[-1])), stride)
+            sl = _offset_slice(xp, start, out_shape, stride)
             return total + _contract(sl, w_i, groups, acc), None
 
         init = jnp.zeros((xp.shape[0], *out_shape, c_out), acc)
@@ -319,9 +327,9 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
     """dW[k] = Σ_{n,p} X_pad[n, p·s + k·d]ᵀ dZ[n, p]: correlation of X with dZ.
 
     The forward's arrangements, chosen the same way: ``"gather"`` (the patch
-    matrix, one GEMM ``(K·C_in, M) · (M, C_out)`` per batch block, the blocks'
-    sums added; 7×7/2 stem 2.9 ms vs 4.0 per offset, 16×32×32×64 3×3 6.9–10.6 ms
-    vs 15–17 per offset, lax 8–9); ``"scan"`` (a loop over offsets, one slice
+    matrix, one GEMM ``dZᵀ · patches`` per batch block, the blocks' sums added;
+    7×7/2 stem 2.3–3.1 ms vs 3.6–3.9 per offset, lax 2.4; 16×32×32×64 3×3
+    4.8 ms vs 9.4 per offset, lax 8.6); ``"scan"`` (a loop over offsets, one slice
     live at a time) when one example's patch matrix is over ``GATHER_LIMIT``;
     ``"offsets"`` (one contraction per offset, in batch blocks whose ``K``
     products fit the limit) for depthwise layers (16×32×32×64 3×3: 3.7–3.9 ms,
@@ -336,7 +344,6 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
         else:
             strategy = "scan"
     acc = acc_dtype(x.dtype)
-    xp = win.pad_spatial(x, pads)
     out_shape = g.shape[1:-1]
 
     def correlate(sl, gc):  # Σ_m slice[m]ᵀ dZ[m], per group → (cig, G, cog)
@@ -357,13 +364,10 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
         # GEMM on a materialised slice (unrolled, the K contractions with fused
         # slices ran 2x slower on every wide layer measured)
         starts = jnp.asarray(_starts(window, dilation), jnp.int32)
-        span = [(m - 1) * st + 1 for m, st in zip(out_shape, stride)]
-        zero = jnp.zeros((), jnp.int32)
+        xp = win.pad_spatial(x, pads)
 
         def body(carry, start):
-            sl = _strided(jax.lax.dynamic_slice(
-                xp, (zero, *start, zero), (xp.shape[0], *span, xp.shape[-1])), stride)
-            return carry, correlate(sl, g)
+            return carry, correlate(_offset_slice(xp, start, out_shape, stride), g)
 
         dw = jax.lax.scan(body, None, starts)[1]
         return dw.reshape(w_shape).astype(x.dtype)
@@ -393,15 +397,7 @@ def _weight_grad(x, g, w_shape, stride, pads, dilation, groups, strategy=None):
         fn, per_example = per_offset, math.prod(out_shape) * k_total * groups * cig
     else:
         raise ValueError(f"unknown weight-gradient strategy {strategy!r}")
-    n = x.shape[0]
-    block = _batch_block(n, per_example) or 1
-    if block >= n:
-        dw = fn(x, g)
-    else:  # blocks of examples, their dW summed
-        chunks = [a.reshape(n // block, block, *a.shape[1:]) for a in (x, g)]
-        init = jax.eval_shape(fn, x[:block], g[:block])
-        dw = jax.lax.scan(lambda tot, c: (tot + fn(*c), None),
-                          jnp.zeros(init.shape, init.dtype), chunks)[0]
+    dw = _sum_blocks(fn, _batch_block(x.shape[0], per_example) or 1, x, g)
     if strategy == "gather" and groups == 1:
         dw = dw.T  # summed as dWᵀ, transposed once
     return dw.reshape(w_shape).astype(x.dtype)

@@ -16,6 +16,7 @@ read them, zeros elsewhere): the backward passes are sums of those.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -104,10 +105,7 @@ def patches(
             pieces.append(a[tuple(index)])
         a = jnp.stack(pieces, axis=-2)
         a = a.reshape(*a.shape[:-2], a.shape[-2] * a.shape[-1])  # (f_j, f_later.., C)
-    k_total = 1
-    for f in window:
-        k_total *= f
-    return a.reshape(n, *out_shape, k_total, c)
+    return a.reshape(n, *out_shape, math.prod(window), c)
 
 
 def scatter_patches(
