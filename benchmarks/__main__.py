@@ -1,4 +1,8 @@
-"""jcnn vs XLA's own convolution: ``python -m benchmarks [--quick] [--out BENCHMARKS.md]``.
+"""jcnn vs XLA's own convolution: ``python -m benchmarks [--suite cpu|gpu] [--quick] [--out F]``.
+
+``--suite cpu`` (the default) is described below; ``--suite gpu`` is
+:mod:`benchmarks.gpu`.  Each suite rewrites only its own section of the output
+file (default ``BENCHMARKS.md``).
 
 For each layer shape the contenders run alternately in one process:
 
@@ -29,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jcnn
-from jcnn import convolution
+from jcnn import conv_plan, convolution
+from jcnn.conv_arrangements import Geometry
 
 from .lax_twin import lax_avg_pool, lax_conv, lax_max_pool, lax_twin
 
@@ -145,11 +150,12 @@ def bench_conv(shape, repeats):
     pads = jcnn.padding_pairs(shape.padding, shape.x[1:-1], shape.w[:-2], stride, (1,) * nd,
                               "bench")
 
+    geo = Geometry(shape.x, shape.w, stride, tuple(pads), (1,) * nd, shape.groups)
     forwards = {
         "jcnn": lambda x, w: jcnn.conv(x, w, **kw),
         "lax": lambda x, w: lax_conv(x, w, **kw),
-        "autodiff": lambda x, w: convolution._forward(x, w, None, stride, pads, (1,) * nd,
-                                                      shape.groups),
+        "autodiff": lambda x, w: convolution._forward(x, w, None, geo, None,
+                                                      conv_plan.plans_for(geo, x.dtype)),
     }
 
     y_shape = jax.eval_shape(forwards["lax"], x, w).shape
@@ -341,8 +347,22 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
     return "\n".join(lines), gm, gmf
 
 
+def write_section(path: Path, suite: str, text: str) -> None:
+    """Replace (or append) the ``suite`` section of ``path``, keeping the others."""
+    start, end = f"<!-- suite:{suite} -->", f"<!-- /suite:{suite} -->"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    if start in old and end in old:
+        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="jcnn vs lax benchmark suite")
+    p.add_argument("--suite", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu: the 2-core CPU suite (batch 16); gpu: ResNet-50 layers, batch 64")
     p.add_argument("--quick", action="store_true", help="tiny shapes (a smoke test)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 16; quick 2)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per contender")
@@ -350,6 +370,17 @@ def main(argv=None):
                    help="write the tables to this Markdown file (default BENCHMARKS.md, "
                         "none with --quick)")
     args = p.parse_args(argv)
+    out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
+    if args.suite == "gpu":
+        from . import gpu
+
+        text, rows, train = gpu.run(args.quick, args.repeats)
+        print()
+        print(text)
+        if out is not None:
+            write_section(out, "gpu", "## GPU\n\n" + text)
+            print(f"\nwrote the GPU section of {out}")
+        return rows, train
     n = args.batch or (2 if args.quick else 16)
     repeats = args.repeats or (3 if args.quick else 15)
     suite = quick_suite(n) if args.quick else conv_suite(n)
@@ -366,11 +397,10 @@ def main(argv=None):
     table, gm, gmf = render(conv_rows, pool_rows, train_row, args, gemm)
     print()
     print(table)
-    out = args.out if args.out is not None else (None if args.quick else Path("BENCHMARKS.md"))
     if out is not None:
         dev = jax.devices()[0]
         header = (
-            "# Benchmarks\n\n"
+            "## CPU\n\n"
             f"Command: `python -m benchmarks{' --quick' if args.quick else ''}` "
             f"(batch {n}, at least {repeats} alternated runs per contender — more for fast "
             "ones, up to about 1 s of timing per row — medians, f32).\n\n"
@@ -386,8 +416,8 @@ def main(argv=None):
             "5.5–5.7), and sub-millisecond rows by ±30 %. Ratios within one run compare "
             "contenders under the same conditions.\n\n"
         )
-        out.write_text(header + table + "\n")
-        print(f"\nwrote {out}")
+        write_section(out, "cpu", header + table + "\n")
+        print(f"\nwrote the CPU section of {out}")
     return conv_rows, pool_rows, train_row
 
 

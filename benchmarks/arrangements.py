@@ -1,63 +1,114 @@
-"""Time every arrangement of the windowed sums on the suite's shapes:
-``python -m benchmarks.arrangements`` — the measurements behind
-``jcnn.convolution.choose_strategy`` and the backward's choices."""
+"""Time every arrangement of the windowed sums, each part on its own:
+``python -m benchmarks.arrangements [--suite cpu|gpu] [--dtype float32|bfloat16]
+[--blocks] [--quick] [--json FILE]`` — the measurements behind the policies of
+:mod:`jcnn.conv_plan`.
+
+Per layer: lax's forward, dX and dW (the VJP of ``lax.conv_general_dilated``
+taking one cotangent, its two halves timed apart), then every registered
+forward, input-gradient and weight-gradient arrangement at the block size the
+plan would give it (``--blocks`` adds the whole batch and blocks of 1/4 of it).
+"""
 
 from __future__ import annotations
 
-import statistics
+import argparse
+import json
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jcnn import convolution as C
-from jcnn.padding import conv_out_shape, padding_pairs
+from jcnn import conv_arrangements as arr
+from jcnn import conv_plan
+from jcnn.conv_arrangements import Geometry
+from jcnn.padding import ntuple, padding_pairs
 
-from .__main__ import conv_suite, quick_suite
+from .gpu import LAYERS, QUICK_LAYERS, time_alternated
 from .lax_twin import lax_conv
 
 
-def _median(f, args, repeats):
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+def _cpu_layers(n):
+    from .__main__ import conv_suite
+
+    return [(s.name, s.x, s.w, s.stride, s.groups) for s in conv_suite(n)]
+
+
+def sweep(layers, dtype, platform, blocks=False, rounds=10):
+    results = []
+    for name, x_shape, w_shape, stride, groups in layers:
+        rng = np.random.default_rng(0)
+        jdt = jnp.dtype(dtype)
+        x = jnp.asarray(rng.standard_normal(x_shape), jdt)
+        w = jnp.asarray(rng.standard_normal(w_shape) * 0.05, jdt)
+        nd = len(x_shape) - 2
+        st = ntuple(stride, nd, "stride", "bench")
+        pads = tuple(padding_pairs("SAME", x_shape[1:-1], w_shape[:-2], st, (1,) * nd, "b"))
+        geo = Geometry(tuple(x_shape), tuple(w_shape), st, pads, (1,) * nd, groups)
+        g = jnp.asarray(rng.standard_normal((x_shape[0], *geo.out_shape, w_shape[-1])), jdt)
+        chosen = conv_plan.plan(geo, jdt, platform)
+        kw = dict(stride=stride, padding=pads, groups=groups)
+        _, vjp_x = jax.vjp(lambda x: lax_conv(x, w, **kw), x)
+        _, vjp_w = jax.vjp(lambda w: lax_conv(x, w, **kw), w)
+        fns = {"lax fwd": (jax.jit(lambda x, w, g: lax_conv(x, w, **kw))),
+               "lax dx": jax.jit(lambda x, w, g: vjp_x(g)[0]),
+               "lax dw": jax.jit(lambda x, w, g: vjp_w(g)[0])}
+        block_opts = [chosen.block]
+        if blocks:
+            block_opts += [b for b in (0, max(x_shape[0] // 4, 1)) if b not in block_opts]
+        common = dict(precision=None, platforms=(platform,))
+        for b in block_opts:
+            tag = "" if b == chosen.block else f" b={b or 'all'}"
+            for kind, table in (("fwd", arr.FORWARD), ("dx", arr.INPUT_GRAD),
+                                ("dw", arr.WEIGHT_GRAD)):
+                for pname, fn in table.items():
+                    if pname == "depthwise" and not geo.depthwise:
+                        continue
+                    if tag and pname in ("offsets", "scan", "shift", "depthwise", "fullconv") \
+                            and kind != "dw":
+                        continue  # those ignore the block
+                    if kind == "fwd":
+                        f = jax.jit(lambda x, w, g, fn=fn, b=b: fn(x, w, geo, block=b, **common))
+                    elif kind == "dx":
+                        f = jax.jit(lambda x, w, g, fn=fn, b=b: fn(g, w, geo, block=b, **common))
+                    else:
+                        f = jax.jit(lambda x, w, g, fn=fn, b=b: fn(x, g, geo, block=b, **common))
+                    fns[f"{kind} {pname}{tag}"] = f
+        ok = {}
+        for k, f in fns.items():  # an arrangement that cannot compile (memory) is skipped
+            try:
+                jax.block_until_ready(f(x, w, g))
+                ok[k] = f
+            except Exception as e:  # noqa: BLE001 - report and go on
+                print(f"  {name}: {k} failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
+        t = time_alternated(ok, (x, w, g), rounds)
+        res = {"name": name, "dtype": dtype, "plan": conv_plan.describe(
+            (((platform,), chosen),)), "ms": {k: v * 1e3 for k, v in t.items()}}
+        results.append(res)
+        print(f"{name} [{dtype}] plan: {res['plan']}", flush=True)
+        for kind in ("fwd", "dx", "dw"):
+            parts = sorted((v, k) for k, v in res["ms"].items() if k.startswith(kind))
+            print(f"   {kind}: " + "  ".join(f"{k[len(kind) + 1:]} {v:.3f}" for v, k in parts),
+                  flush=True)
+    return results
 
 
 def main(argv=None):
-    quick = "--quick" in (argv or sys.argv[1:])
-    repeats = 3 if quick else 10
-    for shape in (quick_suite(2) if quick else conv_suite(16)):
-        rng = np.random.default_rng(0)
-        x = jnp.asarray(rng.standard_normal(shape.x), jnp.float32)
-        w = jnp.asarray(rng.standard_normal(shape.w) * 0.1, jnp.float32)
-        nd = len(shape.x) - 2
-        s, d, G = (shape.stride,) * nd, (1,) * nd, shape.groups
-        pads = padding_pairs(shape.padding, shape.x[1:-1], shape.w[:-2], s, d, "bench")
-        out = conv_out_shape(shape.x[1:-1], shape.w[:-2], s, pads, d)
-        g = jnp.asarray(rng.standard_normal((shape.x[0], *out, shape.w[-1])), jnp.float32)
-        kw = dict(stride=shape.stride, padding=shape.padding, groups=G)
-        res = {"lax fwd": _median(jax.jit(lambda x, w: lax_conv(x, w, **kw)), (x, w), repeats)}
-        depthwise = shape.w[-2] == 1 and G > 1
-        paths = ["offsets", "gather", "shift", "scan"] + (["depthwise"] if depthwise else [])
-        for p in paths:
-            f = jax.jit(lambda x, w, p=p: C._forward(x, w, None, s, pads, d, G, p))
-            res[f"fwd {p}"] = _median(f, (x, w), repeats)
-        _, vjp = jax.vjp(lambda x, w: lax_conv(x, w, **kw), x, w)
-        res["lax bwd"] = _median(jax.jit(vjp), (g,), repeats)
-        for p in ("fullconv", "scatter"):
-            f = jax.jit(lambda g, w, p=p: C._input_grad(g, w, shape.x[1:-1], s, pads, d, G, p))
-            res[f"dx {p}"] = _median(f, (g, w), repeats)
-        for p in ("offsets", "gather", "scan"):
-            f = jax.jit(lambda x, g, p=p: C._weight_grad(x, g, shape.w, s, pads, d, G, p))
-            res[f"dw {p}"] = _median(f, (x, g), repeats)
-        print(f"{shape.name:28s} " + "  ".join(f"{k} {v * 1e3:6.2f}" for k, v in res.items()),
-              flush=True)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--suite", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--blocks", action="store_true", help="also other batch-block sizes")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default=None, help="write the timings (ms) here")
+    args = p.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.suite == "gpu":
+        layers, platform = (QUICK_LAYERS if args.quick else LAYERS), "cuda"
+    else:
+        layers, platform = (QUICK_LAYERS if args.quick else _cpu_layers(16)), "cpu"
+    res = sweep(layers, args.dtype, platform, args.blocks, 3 if args.quick else 10)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":

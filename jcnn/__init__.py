@@ -11,6 +11,7 @@ from .activations import relu as relu
 from .activations import sigmoid as sigmoid
 from .activations import softmax as softmax
 from .activations import tanh as tanh
+from .convolution import ConvPlan as ConvPlan
 from .convolution import conv as conv
 from .convolution import conv1d as conv1d
 from .convolution import conv2d as conv2d
@@ -37,6 +38,7 @@ from .pooling import max_unpool as max_unpool
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvPlan",
     "PADDING_MODES",
     "adaptive_avg_pool",
     "adaptive_max_pool",

@@ -52,3 +52,19 @@ def check_batched(x: jax.Array, name: str, fn: str, nd: int | None = None) -> in
             f"got {name}.shape={x.shape}"
         )
     return x.ndim - 2
+
+
+_PRECISIONS = {"default": jax.lax.Precision.DEFAULT, "high": jax.lax.Precision.HIGH,
+               "highest": jax.lax.Precision.HIGHEST}
+
+
+def canonical_precision(precision, fn: str):
+    """``precision=`` as ``lax.dot`` takes it: ``None`` (JAX's default, which on a
+    GPU/TPU may round f32 products to TF32/bf16), ``"default"``, ``"high"``,
+    ``"highest"`` or a ``lax.Precision`` — returned as a ``lax.Precision`` or None."""
+    if precision is None or isinstance(precision, jax.lax.Precision):
+        return precision
+    if isinstance(precision, str) and precision.lower() in _PRECISIONS:
+        return _PRECISIONS[precision.lower()]
+    raise ValueError(f"{fn}: `precision` must be None, 'default', 'high', 'highest' or a "
+                     f"jax.lax.Precision, got {precision!r}")

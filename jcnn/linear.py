@@ -10,32 +10,34 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._checks import acc_dtype, as_float_array, same_dtype
+from functools import partial
+
+from ._checks import acc_dtype, as_float_array, canonical_precision, same_dtype
 
 __all__ = ["dense", "flatten"]
 
 
-def _forward(x, w, b):
-    z = jnp.matmul(x, w, preferred_element_type=acc_dtype(x.dtype))
+def _forward(x, w, b, precision):
+    z = jnp.matmul(x, w, precision=precision, preferred_element_type=acc_dtype(x.dtype))
     if b is not None:
         z = z + b.astype(z.dtype)
     return z.astype(x.dtype)
 
 
-@jax.custom_vjp
-def _dense(x, w, b):
-    return _forward(x, w, b)
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _dense(x, w, b, precision):
+    return _forward(x, w, b, precision)
 
 
-def _dense_fwd(x, w, b):
-    return _forward(x, w, b), (x, w, b)
+def _dense_fwd(x, w, b, precision):
+    return _forward(x, w, b, precision), (x, w, b)
 
 
-def _dense_bwd(res, g):
+def _dense_bwd(precision, res, g):
     x, w, b = res
     acc = acc_dtype(g.dtype)
-    dx = jnp.matmul(g, w.T, preferred_element_type=acc).astype(x.dtype)
-    dw = jnp.matmul(x.T, g, preferred_element_type=acc).astype(w.dtype)
+    dx = jnp.matmul(g, w.T, precision=precision, preferred_element_type=acc).astype(x.dtype)
+    dw = jnp.matmul(x.T, g, precision=precision, preferred_element_type=acc).astype(w.dtype)
     db = None if b is None else jnp.sum(g, axis=0, dtype=acc).astype(b.dtype)
     return dx, dw, db
 
@@ -44,7 +46,11 @@ _dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 def dense(
-    x: jax.typing.ArrayLike, w: jax.typing.ArrayLike, b: jax.typing.ArrayLike | None = None
+    x: jax.typing.ArrayLike,
+    w: jax.typing.ArrayLike,
+    b: jax.typing.ArrayLike | None = None,
+    *,
+    precision: str | jax.lax.Precision | None = None,
 ) -> jax.Array:
     """Fully connected layer ``X W + b``.
 
@@ -52,6 +58,9 @@ def dense(
       x: ``(N, D_in)``.
       w: ``(D_in, D_out)``.
       b: optional ``(D_out,)``.
+      precision: of both products, forward and backward, as ``lax.dot``'s
+        (``None``, ``"default"``, ``"high"``, ``"highest"`` or a
+        ``jax.lax.Precision``; see :func:`jcnn.conv`).
 
     Returns:
       ``(N, D_out)`` in ``x``'s dtype (bf16/f16 accumulate in f32).
@@ -75,7 +84,7 @@ def dense(
             f"(w.shape={w.shape})"
         )
     same_dtype(fn, x=x, w=w, b=b)
-    return _dense(x, w, b)
+    return _dense(x, w, b, canonical_precision(precision, fn))
 
 
 def flatten(x: jax.typing.ArrayLike) -> jax.Array:

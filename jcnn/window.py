@@ -21,10 +21,11 @@ from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-__all__ = ["offsets", "pad_spatial", "patches", "scatter_patches", "scatter_slice",
-           "window_slice"]
+__all__ = ["offset_slice", "offset_starts", "offsets", "pad_spatial", "patches",
+           "scatter_patches", "scatter_slice", "strided", "window_slice"]
 
 
 def offsets(window: Sequence[int]) -> Iterator[tuple[int, ...]]:
@@ -56,6 +57,30 @@ def window_slice(
         (xp.shape[0], *limits, xp.shape[-1]),
         (1, *stride, 1),
     )
+
+
+def strided(a: jax.Array, stride: Sequence[int]) -> jax.Array:
+    """Every ``s``-th element along the spatial dims of ``(N, *spatial, C)``."""
+    if all(st == 1 for st in stride):
+        return a
+    return lax.slice(a, (0,) * a.ndim, a.shape, (1, *stride, 1))
+
+
+def offset_starts(window: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
+    """``(K, nd)`` int array: where each kernel offset's slice starts (``k·d``),
+    offsets row-major — the rows a loop over offsets indexes with a traced ``k``."""
+    return np.array([[k * d for k, d in zip(off, dilation)] for off in offsets(window)],
+                    np.int32).reshape(-1, len(window))
+
+
+def offset_slice(
+    xp: jax.Array, start: jax.Array, out_shape: Sequence[int], stride: Sequence[int]
+) -> jax.Array:
+    """``window_slice`` at a traced start (an ``offset_starts`` row)."""
+    zero = jnp.zeros((), jnp.int32)
+    span = [(m - 1) * st + 1 for m, st in zip(out_shape, stride)]
+    return strided(lax.dynamic_slice(
+        xp, (zero, *start, zero), (xp.shape[0], *span, xp.shape[-1])), stride)
 
 
 def scatter_slice(

@@ -1,0 +1,286 @@
+"""The GPU suite: ``python -m benchmarks --suite gpu [--quick] [--out BENCHMARKS.md]``.
+
+ResNet-50 / MobileNet layers (batch 64) in f32 and bf16, forward + backward
+(``y, vjp = jax.vjp(conv, x, w)`` returning ``y`` and both gradients for a dense
+random cotangent) and forward alone: jcnn vs ``lax.conv_general_dilated``
+(cuDNN) vs PyTorch CUDA when installed, alternated in one process; compile
+seconds, temp memory against the layer's input + output bytes, achieved
+TFLOP/s; then a CIFAR-sized VGG train step (batch 256, adam) against its lax
+twin.  f32 runs at JAX's default precision on both sides (TF32 products on
+NVIDIA GPUs), as a user's model would.  Tests never assert on these numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jcnn
+from jcnn import conv_plan, nn
+from jcnn.conv_arrangements import Geometry
+from jcnn.padding import ntuple, padding_pairs
+
+from .lax_twin import lax_conv, lax_twin
+
+# name, x shape, w shape, stride, groups
+LAYERS = [
+    ("ResNet-50 stem 224²×3 7×7/2 →64", (64, 224, 224, 3), (7, 7, 3, 64), 2, 1),
+    ("56²×64 3×3 →64", (64, 56, 56, 64), (3, 3, 64, 64), 1, 1),
+    ("28²×128 3×3 →128", (64, 28, 28, 128), (3, 3, 128, 128), 1, 1),
+    ("14²×256 3×3 →256", (64, 14, 14, 256), (3, 3, 256, 256), 1, 1),
+    ("7²×512 3×3 →512", (64, 7, 7, 512), (3, 3, 512, 512), 1, 1),
+    ("56²×256 1×1 →64", (64, 56, 56, 256), (1, 1, 256, 64), 1, 1),
+    ("56²×128 3×3/2 →128", (64, 56, 56, 128), (3, 3, 128, 128), 2, 1),
+    ("MobileNet depthwise 56²×144 3×3", (64, 56, 56, 144), (3, 3, 1, 144), 1, 144),
+]
+QUICK_LAYERS = [
+    ("tiny 16²×8 3×3 →8", (4, 16, 16, 8), (3, 3, 8, 8), 1, 1),
+    ("tiny depthwise 16²×8", (4, 16, 16, 8), (3, 3, 1, 8), 1, 8),
+]
+BF16_LAYERS = ("56²×64 3×3 →64", "28²×128 3×3 →128", "14²×256 3×3 →256", "7²×512 3×3 →512")
+
+# dense peak (no sparsity) of the GPUs this suite has run on, TFLOP/s: TF32, bf16
+PEAKS = {"H100": (494.7, 989.4), "H200": (494.7, 989.4), "A100": (156.0, 312.0)}
+
+
+def _peak(kind):
+    for name, peak in PEAKS.items():
+        if name in kind:
+            return peak
+    return None
+
+
+def time_alternated(fns, args, rounds=15, target=0.02):
+    """Median seconds per call of each contender: each round runs every contender
+    ``k`` times back to back (``k`` sized so one round takes ~``target`` s) and
+    waits once, so launch overhead does not hide sub-millisecond kernels."""
+    reps = {}
+    for name, f in fns.items():
+        jax.block_until_ready(f(*args))
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        reps[name] = max(1, min(200, int(target / max(time.perf_counter() - t, 1e-6))))
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, f in fns.items():
+            t = time.perf_counter()
+            out = None
+            for _ in range(reps[name]):
+                out = f(*args)
+            jax.block_until_ready(out)
+            times[name].append((time.perf_counter() - t) / reps[name])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def compile_stats(fn, args):
+    t = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = time.perf_counter() - t
+    mem = compiled.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
+    return compiled, seconds, temp
+
+
+def _torch_contender(x_shape, w_shape, stride, groups, pads, dtype):
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cudnn.benchmark = True
+    tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    dev = torch.device("cuda")
+    x = torch.randn(x_shape[0], x_shape[-1], *x_shape[1:-1], device=dev, dtype=tdt)
+    x = x.to(memory_format=torch.channels_last).requires_grad_(True)
+    w = torch.randn(w_shape[-1], w_shape[-2], *w_shape[:-2], device=dev, dtype=tdt)
+    w = w.to(memory_format=torch.channels_last).requires_grad_(True)
+    pad = pads[0][0]  # the suite's paddings are symmetric
+    y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups)
+    ct = torch.randn_like(y)
+
+    def fwd():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups)
+
+    def fwd_bwd():
+        y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups)
+        return (y, *torch.autograd.grad(y, (x, w), ct))
+
+    def timed(fn, rounds=15, target=0.02):
+        fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        k = max(1, min(200, int(target / max(time.perf_counter() - t, 1e-6))))
+        ts = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(k):
+                fn()
+            torch.cuda.synchronize()
+            ts.append((time.perf_counter() - t) / k)
+        return statistics.median(ts)
+
+    return lambda: (timed(fwd), timed(fwd_bwd)), torch.__version__
+
+
+def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds):
+    rng = np.random.default_rng(0)
+    jdt = jnp.dtype(dtype)
+    x = jnp.asarray(rng.standard_normal(x_shape), jdt)
+    w = jnp.asarray(rng.standard_normal(w_shape) * 0.05, jdt)
+    nd = len(x_shape) - 2
+    stride_t = ntuple(stride, nd, "stride", "bench")
+    pads = padding_pairs("SAME", x_shape[1:-1], w_shape[:-2], stride_t, (1,) * nd, "bench")
+    kw = dict(stride=stride, padding=pads, groups=groups)
+    fwds = {"jcnn": lambda x, w: jcnn.conv(x, w, **kw),
+            "lax": lambda x, w: lax_conv(x, w, **kw)}
+    y_shape = jax.eval_shape(fwds["lax"], x, w).shape
+    ct = jnp.asarray(rng.standard_normal(y_shape), jdt)
+
+    def fwd_bwd(f):
+        def run(x, w, ct):
+            y, vjp = jax.vjp(f, x, w)
+            return y, *vjp(ct)
+        return run
+
+    geo = Geometry(x_shape, w_shape, stride_t, tuple(pads), (1,) * nd, groups)
+    row = {"name": name, "dtype": dtype, "gflop": conv_plan.flops(geo) / 1e9,
+           "io_bytes": (math.prod(x_shape) + math.prod(y_shape)) * jdt.itemsize,
+           "plan": conv_plan.describe(((("cuda",), conv_plan.plan(geo, jdt, "cuda")),))}
+    fc, fbc = {}, {}
+    for k, f in fwds.items():
+        fc[k], row[f"compile_fwd_{k}"], _ = compile_stats(f, (x, w))
+        fbc[k], row[f"compile_{k}"], row[f"temp_{k}"] = compile_stats(fwd_bwd(f), (x, w, ct))
+    for k, v in time_alternated(fc, (x, w), rounds).items():
+        row[f"fwd_{k}"] = v
+    for k, v in time_alternated(fbc, (x, w, ct), rounds).items():
+        row[f"fb_{k}"] = v
+    torch_c = _torch_contender(x_shape, w_shape, stride, groups, pads, dtype)
+    if torch_c is not None:
+        (row["fwd_torch"], row["fb_torch"]), row["torch_version"] = torch_c[0](), torch_c[1]
+    return row
+
+
+def vgg_model():
+    """CIFAR-sized VGG: conv 64-64-pool-128-128-pool-256-pool, dense 256-10."""
+    c = lambda n: (nn.Conv(n, (3, 3), padding="SAME"), nn.Relu)  # noqa: E731
+    return nn.serial(*c(64), *c(64), nn.MaxPool(2), *c(128), *c(128), nn.MaxPool(2),
+                     *c(256), nn.MaxPool(2), nn.Flatten, nn.Dense(256), nn.Relu, nn.Dense(10))
+
+
+def bench_train_step(n, rounds, quick):
+    import optax
+
+    model = vgg_model()
+    size = 8 if quick else 32
+    _, params = model.init(jax.random.key(0), (-1, size, size, 3))
+    opt = optax.adam(1e-3)
+    state = opt.init(params)
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((n, size, size, 3)), jnp.float32)
+    y = jnp.asarray(np.arange(n) % 10, jnp.int32)
+
+    def make(apply):
+        def step(params, state, x, y):
+            loss, g = jax.value_and_grad(
+                lambda p: jcnn.softmax_cross_entropy(apply(p, x), y))(params)
+            u, state = opt.update(g, state, params)
+            return optax.apply_updates(params, u), state, loss
+        return step
+
+    row, compiled = {"name": f"CIFAR VGG train step (batch {n}, adam)"}, {}
+    for k, apply in (("jcnn", model.apply), ("lax", lax_twin(model))):
+        compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = compile_stats(
+            make(apply), (params, state, x, y))
+    t = time_alternated(compiled, (params, state, x, y), rounds)
+    for k, v in t.items():
+        row[f"step_{k}"] = v
+        row[f"ips_{k}"] = n / v
+    return row
+
+
+def _gmean(values):
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def render(rows, train, device):
+    kind = device.device_kind
+    peak = _peak(kind)
+    lines = [f"Device: **{kind}** ({device.platform}); jax {jax.__version__}. Command: "
+             "`python -m benchmarks --suite gpu`. Batch 64, padding SAME, contenders "
+             "alternated in one process, medians of back-to-back calls. f32 at JAX's default "
+             "precision (TF32 products) on both sides."
+             + (f" Dense peak used for `% peak`: {peak[0]:.0f} TFLOP/s TF32, {peak[1]:.0f} "
+                "bf16." if peak else "") + "\n"]
+    has_torch = any("fb_torch" in r for r in rows)
+    for dtype in ("float32", "bfloat16"):
+        sub = [r for r in rows if r["dtype"] == dtype]
+        if not sub:
+            continue
+        lines.append(f"\n#### {dtype}: forward + backward (y, dx, dw)\n")
+        head = ["layer", "jcnn ms", "lax ms", "jcnn/lax", "fwd jcnn/lax", "jcnn TFLOP/s",
+                "% peak", "compile jcnn/lax s", "temp MB jcnn/lax", "temp / (in+out)",
+                "plan"]
+        if has_torch:
+            head[3:3] = ["torch ms"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for r in sub:
+            tflops = 3 * r["gflop"] / r["fb_jcnn"] / 1e3
+            pk = peak[0 if dtype == "float32" else 1] if peak else None
+            cells = [r["name"], f"{r['fb_jcnn'] * 1e3:.3f}", f"{r['fb_lax'] * 1e3:.3f}",
+                     f"**{r['fb_jcnn'] / r['fb_lax']:.2f}**",
+                     f"{r['fwd_jcnn'] / r['fwd_lax']:.2f}", f"{tflops:.1f}",
+                     f"{100 * tflops / pk:.0f}" if pk else "–",
+                     f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f}",
+                     f"{(r['temp_jcnn'] or 0) / 2**20:.0f} / {(r['temp_lax'] or 0) / 2**20:.0f}",
+                     f"{(r['temp_jcnn'] or 0) / r['io_bytes']:.2f}", r["plan"]]
+            if has_torch:
+                cells[3:3] = [f"{r['fb_torch'] * 1e3:.3f}" if "fb_torch" in r else "–"]
+            lines.append("| " + " | ".join(cells) + " |")
+        fb = [r["fb_jcnn"] / r["fb_lax"] for r in sub]
+        fw = [r["fwd_jcnn"] / r["fwd_lax"] for r in sub]
+        lines.append(f"\n{dtype}: geometric mean jcnn/lax fwd+bwd **{_gmean(fb):.2f}** (worst "
+                     f"{max(fb):.2f}); forward **{_gmean(fw):.2f}** (worst {max(fw):.2f}).")
+        if has_torch:
+            tr = [r["fb_jcnn"] / r["fb_torch"] for r in sub if "fb_torch" in r]
+            lines.append(f" jcnn/torch fwd+bwd {_gmean(tr):.2f} (PyTorch "
+                         f"{sub[0].get('torch_version', '?')}, cuDNN, channels_last).")
+        lines.append("")
+    if train:
+        lines.append("\n#### Train step\n")
+        lines.append("| step | jcnn images/s | lax twin images/s | jcnn/lax speed | "
+                     "compile jcnn / lax s |")
+        lines.append("|---|---|---|---|---|")
+        lines.append(f"| {train['name']} | {train['ips_jcnn']:.0f} | {train['ips_lax']:.0f} | "
+                     f"**{train['ips_jcnn'] / train['ips_lax']:.2f}** | "
+                     f"{train['compile_jcnn']:.2f} / {train['compile_lax']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(quick=False, rounds=None):
+    rounds = rounds or (3 if quick else 15)
+    layers = QUICK_LAYERS if quick else LAYERS
+    rows = []
+    for dtype in ("float32", "bfloat16"):
+        for name, xs, ws, s, g in layers:
+            if dtype == "bfloat16" and not quick and name not in BF16_LAYERS:
+                continue
+            r = bench_layer(name, xs, ws, s, g, dtype, rounds)
+            rows.append(r)
+            print(f"{dtype:8s} {name:36s} fwd+bwd jcnn {r['fb_jcnn'] * 1e3:7.3f} ms  lax "
+                  f"{r['fb_lax'] * 1e3:7.3f}  ratio {r['fb_jcnn'] / r['fb_lax']:.2f}  fwd "
+                  f"{r['fwd_jcnn'] / r['fwd_lax']:.2f}  torch "
+                  f"{r.get('fb_torch', float('nan')) * 1e3:.3f}  temp/io "
+                  f"{(r['temp_jcnn'] or 0) / r['io_bytes']:.2f}  [{r['plan']}]", flush=True)
+    train = bench_train_step(16 if quick else 256, rounds, quick)
+    print(f"train step: jcnn {train['ips_jcnn']:.0f} images/s, lax {train['ips_lax']:.0f}; "
+          f"compile {train['compile_jcnn']:.2f} / {train['compile_lax']:.2f} s", flush=True)
+    return render(rows, train, jax.devices()[0]), rows, train

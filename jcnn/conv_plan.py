@@ -1,0 +1,172 @@
+"""Which arrangement of the windowed sums runs where: one plan per platform.
+
+:mod:`jcnn.conv_arrangements` holds the arrangements (forward, dX, dW), each
+computing exactly the article's sums; this module is the only place that picks
+one.  :func:`plan` maps a layer's geometry, dtype and platform to a
+:class:`ConvPlan` — a frozen, hashable value that the ``custom_vjp`` receives
+statically — and :func:`dispatch` stages the per-platform choice with
+``jax.lax.platform_dependent``, so the program picks its plan where it is
+lowered (right under ``jit``, AOT lowering for another platform, and export),
+not from the default backend of the Python process.
+
+The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
+.arrangements`` re-measures them):
+
+* **CPU** — a patch matrix that stays in cache.  ``"gather"`` in batch blocks
+  whose patch matrix holds at most ``CPU_BLOCK_ELEMENTS`` (16 MiB of f32): one
+  long contraction keeps the GEMM busy while the block stays in cache; the
+  whole batch at once ran ~4× slower on a 16×32×32×64 3×3 layer, and a 4 MiB
+  limit lost 1.1–1.5× to loop overhead.  ``"scan"`` (one offset per loop step)
+  when a single example is over the limit; ``"offsets"`` for one input channel
+  (K outer products XLA fuses into one multiply-add loop); ``"depthwise"`` for
+  one channel per group.  dX: ``"scatter"`` (no product with an inserted zero)
+  except stride-1 layers that are depthwise or over the limit, where the
+  full convolution through conv itself is cheaper.
+* **GPU** — whole-batch GEMMs: a GPU needs the long ``M`` dimension to fill its
+  SMs, and batch blocks serialise small GEMMs.  Blocks only when one block's
+  patch matrix would pass ``GPU_BLOCK_BYTES``.
+* **TPU** (and any other platform) — the GPU policy; it has not been measured
+  on a TPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from . import conv_arrangements as arr
+from .conv_arrangements import Geometry
+
+__all__ = ["ConvPlan", "Geometry", "PLATFORMS", "dispatch", "plan", "plans_for"]
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+CPU_BLOCK_ELEMENTS = 1 << 22  # one CPU block's patch matrix (16 MiB of f32)
+GPU_BLOCK_BYTES = 1 << 30  # one accelerator block's patch or product matrix
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """The arrangements one convolution runs: names in the
+    :mod:`jcnn.conv_arrangements` registries, and ``block``, the examples per
+    batch block for those that build a patch or product matrix (``0``: the
+    whole batch at once)."""
+
+    forward: str
+    input_grad: str
+    weight_grad: str
+    block: int = 0
+
+    def check(self, geo: Geometry, fn: str = "conv") -> ConvPlan:
+        """ValueError unless every name exists and fits ``geo``."""
+        for kind, name, table in (("forward", self.forward, arr.FORWARD),
+                                  ("input_grad", self.input_grad, arr.INPUT_GRAD),
+                                  ("weight_grad", self.weight_grad, arr.WEIGHT_GRAD)):
+            if name not in table:
+                raise ValueError(f"{fn}: unknown {kind} arrangement {name!r}; "
+                                 f"expected one of {sorted(table)}")
+        if self.forward == "depthwise" and not geo.depthwise:
+            raise ValueError(f"{fn}: the 'depthwise' forward needs one input channel per "
+                             f"group (w.shape={geo.w_shape}, groups={geo.groups})")
+        if not isinstance(self.block, int) or self.block < 0:
+            raise ValueError(f"{fn}: plan block must be an int >= 0, got {self.block!r}")
+        return self
+
+
+def batch_block(n: int, per_example: int, limit: int) -> int | None:
+    """The largest divisor ``B`` of ``n`` with ``B · per_example ≤ limit``
+    (``None`` when one example alone is over the limit)."""
+    if per_example > limit:
+        return None
+    return max((b for b in range(1, n + 1) if n % b == 0 and b * per_example <= limit),
+               default=1)  # an empty batch is one (empty) block
+
+
+def _largest_matrix(geo: Geometry) -> int:
+    """Elements per example of the largest patch/product matrix a plan may build:
+    ``Π out · K · C_in/G`` (``· G`` for depthwise dW's per-offset products)."""
+    return geo.patch_size * (geo.groups if geo.depthwise else 1)
+
+
+def _cpu(geo: Geometry, dtype) -> ConvPlan:
+    n, per_example = geo.x_shape[0], geo.patch_size
+    fits = per_example <= CPU_BLOCK_ELEMENTS
+    if geo.depthwise:
+        forward, weight_grad = "depthwise", "offsets"
+    elif geo.cig == 1:
+        forward, weight_grad = "offsets", "gather" if fits else "scan"
+    else:
+        forward = weight_grad = "gather" if fits else "scan"
+    stride1 = max(geo.stride) == 1
+    input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
+    block = batch_block(n, _largest_matrix(geo), CPU_BLOCK_ELEMENTS) or 1
+    return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
+
+
+def _accelerator(geo: Geometry, dtype) -> ConvPlan:
+    n = geo.x_shape[0]
+    per_example = _largest_matrix(geo) * max(jnp.dtype(dtype).itemsize, 4)  # products in f32
+    block = batch_block(n, per_example, GPU_BLOCK_BYTES)
+    fits = block is not None
+    if geo.depthwise:
+        forward, weight_grad = "depthwise", "offsets"
+    else:
+        forward = weight_grad = "gather" if fits else "scan"
+    stride1 = max(geo.stride) == 1
+    input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
+    block = block or 1
+    return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
+
+
+_POLICIES = {"cpu": _cpu, "cuda": _accelerator, "rocm": _accelerator, "tpu": _accelerator}
+
+
+def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
+    """The arrangements ``platform`` runs for this geometry and dtype."""
+    if platform not in _POLICIES:
+        raise ValueError(f"plan: unknown platform {platform!r}; expected one of {PLATFORMS}")
+    return _POLICIES[platform](geo, jnp.dtype(dtype))
+
+
+Plans = tuple[tuple[tuple[str, ...], ConvPlan], ...]
+
+
+def plans_for(geo: Geometry, dtype, platforms: tuple[str, ...] = PLATFORMS) -> Plans:
+    """``((platforms, plan), ...)``: the platforms grouped by the plan they get."""
+    groups: dict[ConvPlan, list[str]] = {}
+    for p in platforms:
+        groups.setdefault(plan(geo, dtype, p), []).append(p)
+    return tuple((tuple(ps), pl) for pl, ps in groups.items())
+
+
+def dispatch(plans: Plans, fn, *args):
+    """``fn(platforms, plan, *args)`` with the plan of the platform the program is
+    lowered for.  One plan for all: a plain call.  Several: one
+    ``lax.platform_dependent`` branch each (platforms outside :data:`PLATFORMS`
+    take the TPU/default group's)."""
+    if len(plans) == 1:
+        (platforms, p), = plans
+        return fn(platforms, p, *args)
+    branches = {}
+    default = None
+    for platforms, p in plans:
+        def branch(*a, _ps=platforms, _p=p):
+            return fn(_ps, _p, *a)
+        for name in platforms:
+            branches[name] = branch
+        if "tpu" in platforms or default is None:
+            default = branch
+    return jax.lax.platform_dependent(*args, default=default, **branches)
+
+
+def describe(plans: Plans) -> str:
+    """One line per platform group, for benchmarks and error messages."""
+    return "; ".join(f"{'/'.join(ps)}: fwd={p.forward} dx={p.input_grad} "
+                     f"dw={p.weight_grad} block={p.block or 'batch'}" for ps, p in plans)
+
+
+def flops(geo: Geometry) -> int:
+    """Multiply-adds × 2 of the forward pass."""
+    return 2 * geo.x_shape[0] * math.prod(geo.out_shape) * geo.c_out * geo.k_total * geo.cig
