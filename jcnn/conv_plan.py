@@ -67,9 +67,10 @@ class ConvPlan:
             if name not in table:
                 raise ValueError(f"{fn}: unknown {kind} arrangement {name!r}; "
                                  f"expected one of {sorted(table)}")
-        if self.forward == "depthwise" and not geo.depthwise:
-            raise ValueError(f"{fn}: the 'depthwise' forward needs one input channel per "
-                             f"group (w.shape={geo.w_shape}, groups={geo.groups})")
+        for kind, name in (("forward", self.forward), ("weight_grad", self.weight_grad)):
+            if name == "depthwise" and not geo.depthwise:
+                raise ValueError(f"{fn}: the 'depthwise' {kind} needs one input channel per "
+                                 f"group (w.shape={geo.w_shape}, groups={geo.groups})")
         if not isinstance(self.block, int) or self.block < 0:
             raise ValueError(f"{fn}: plan block must be an int >= 0, got {self.block!r}")
         return self
@@ -110,12 +111,13 @@ def _accelerator(geo: Geometry, dtype) -> ConvPlan:
     per_example = _largest_matrix(geo) * max(jnp.dtype(dtype).itemsize, 4)  # products in f32
     block = batch_block(n, per_example, GPU_BLOCK_BYTES)
     fits = block is not None
-    if geo.depthwise:
-        forward, weight_grad = "depthwise", "offsets"
-    else:
-        forward = weight_grad = "gather" if fits else "scan"
     stride1 = max(geo.stride) == 1
-    input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
+    low = jnp.dtype(dtype).itemsize < 4  # bf16/f16: scatter's products would be f32
+    if geo.depthwise:
+        forward, weight_grad = "depthwise", "depthwise"
+    else:
+        forward, weight_grad = ("gather" if fits else "scan"), "offsets"
+    input_grad = "fullconv" if (not fits or geo.depthwise or low) and stride1 else "scatter"
     block = block or 1
     return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
 

@@ -39,12 +39,12 @@ HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 60
     (LENET1, "cpu", ConvPlan("offsets", "scatter", "gather", 0)),
     (HUGE, "cpu", ConvPlan("scan", "fullconv", "scan", 1)),
     # GPU/TPU: the whole batch in one block unless the memory budget demands blocks
-    (CPU_SUITE, "cuda", ConvPlan("gather", "scatter", "gather", 0)),
-    (RESNET, "cuda", ConvPlan("gather", "scatter", "gather", 0)),
-    (STRIDED, "cuda", ConvPlan("gather", "scatter", "gather", 0)),
-    (DEPTHWISE, "cuda", ConvPlan("depthwise", "fullconv", "offsets", 0)),
-    (HUGE, "cuda", ConvPlan("gather", "scatter", "gather", 1)),
-    (RESNET, "tpu", ConvPlan("gather", "scatter", "gather", 0)),
+    (CPU_SUITE, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
+    (RESNET, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
+    (STRIDED, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
+    (DEPTHWISE, "cuda", ConvPlan("depthwise", "fullconv", "depthwise", 0)),
+    (HUGE, "cuda", ConvPlan("gather", "scatter", "offsets", 1)),
+    (RESNET, "tpu", ConvPlan("gather", "scatter", "offsets", 0)),
 ])
 def test_plan_pins(geo, platform, want):
     got = conv_plan.plan(geo, jnp.float32, platform)
@@ -84,8 +84,8 @@ def test_lowering_picks_the_platform_plan():
     assert "stablehlo.while" not in gpu
     assert "stablehlo.while" in cpu
     # the GPU forward is one GEMM over the whole batch's patch matrix
-    assert re.search(r"dot_general.*tensor<200704x576xf32>", gpu)
-    assert not re.search(r"dot_general.*tensor<200704x576xf32>", cpu)
+    assert re.search(r"dot_general.*tensor<64x56x56x576xf32>", gpu)
+    assert not re.search(r"dot_general.*tensor<64x56x56x576xf32>", cpu)
 
 
 def test_platform_dependent_runs_the_cpu_branch_here():
@@ -111,7 +111,8 @@ def test_dispatch_branches_per_platform():
 
     x = jax.ShapeDtypeStruct((3,), jnp.float32)
     assert "2.0" in _lowered(fn, (x,), "cuda") and "2.0" not in _lowered(fn, (x,), "cpu")
-    np.testing.assert_array_equal(jax.jit(fn)(jnp.ones(3)), np.ones(3))  # cpu here
+    here = 1.0 if jax.devices()[0].platform == "cpu" else 2.0  # the branch that runs here
+    np.testing.assert_array_equal(jax.jit(fn)(jnp.ones(3)), np.full(3, here))
 
 
 @pytest.mark.parametrize("plan,match", [
@@ -119,6 +120,7 @@ def test_dispatch_branches_per_platform():
     (ConvPlan("gather", "nope", "gather"), "unknown input_grad arrangement 'nope'"),
     (ConvPlan("gather", "scatter", "nope"), "unknown weight_grad arrangement 'nope'"),
     (ConvPlan("depthwise", "scatter", "gather"), "'depthwise' forward needs one input"),
+    (ConvPlan("gather", "scatter", "depthwise"), "'depthwise' weight_grad needs one input"),
     (ConvPlan("gather", "scatter", "gather", -1), "block must be an int >= 0"),
 ])
 def test_forced_plan_is_checked(plan, match):
@@ -129,6 +131,14 @@ def test_forced_plan_is_checked(plan, match):
 def test_forced_plan_type():
     with pytest.raises(TypeError, match="`plan` must be a jcnn.ConvPlan"):
         jcnn.conv(jnp.ones((2, 5, 5, 2)), jnp.ones((3, 3, 2, 4)), plan="gather")
+
+
+def test_low_precision_gpu_plan_avoids_f32_products():
+    """bf16 on a GPU: dX as the full convolution (a bf16 patch matrix of dZ), not
+    scatter's f32 products; strided layers keep scatter (no inserted zeros)."""
+    assert conv_plan.plan(RESNET, jnp.bfloat16, "cuda").input_grad == "fullconv"
+    assert conv_plan.plan(STRIDED, jnp.bfloat16, "cuda").input_grad == "scatter"
+    assert conv_plan.plan(RESNET, jnp.bfloat16, "cpu").input_grad == "scatter"
 
 
 def test_registry_is_what_the_plan_names():
