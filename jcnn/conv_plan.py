@@ -23,8 +23,16 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
   except stride-1 layers that are depthwise or over the limit, where the
   full convolution through conv itself is cheaper.
 * **GPU** — whole-batch GEMMs: a GPU needs the long ``M`` dimension to fill its
-  SMs, and batch blocks serialise small GEMMs.  Blocks only when one block's
-  patch matrix would pass ``GPU_BLOCK_BYTES``.
+  SMs, and batch blocks serialise small GEMMs (the whole batch in one block
+  took the ResNet-50 layers' geometric mean from 4.6× cuDNN's time to 1.6×).
+  Blocks only when one block's patch or product matrix would pass
+  ``GPU_BLOCK_BYTES``.  Per part, from the H200 sweep in BENCHMARKS.md: the
+  gathered forward won every layer but one (``"shift"`` by 8 % on 56²×64);
+  ``"scatter"`` dX won every strided and non-depthwise layer, ``"fullconv"``
+  the depthwise one; dW per offset (``"offsets"``) beat the gathered GEMM on
+  every 3×3 layer.  Arrangements not yet measured on a GPU (the stacked
+  ``"depthwise"`` dW; ``"fullconv"`` dX for bf16, whose patch matrix would be
+  half of scatter's f32 products) stay off until a measured table says they win.
 * **TPU** (and any other platform) — the GPU policy; it has not been measured
   on a TPU.
 """
@@ -112,12 +120,11 @@ def _accelerator(geo: Geometry, dtype) -> ConvPlan:
     block = batch_block(n, per_example, GPU_BLOCK_BYTES)
     fits = block is not None
     stride1 = max(geo.stride) == 1
-    low = jnp.dtype(dtype).itemsize < 4  # bf16/f16: scatter's products would be f32
     if geo.depthwise:
-        forward, weight_grad = "depthwise", "depthwise"
+        forward, weight_grad = "depthwise", "offsets"
     else:
         forward, weight_grad = ("gather" if fits else "scan"), "offsets"
-    input_grad = "fullconv" if (not fits or geo.depthwise or low) and stride1 else "scatter"
+    input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
     block = block or 1
     return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
 

@@ -42,7 +42,7 @@ HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 60
     (CPU_SUITE, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
     (RESNET, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
     (STRIDED, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
-    (DEPTHWISE, "cuda", ConvPlan("depthwise", "fullconv", "depthwise", 0)),
+    (DEPTHWISE, "cuda", ConvPlan("depthwise", "fullconv", "offsets", 0)),
     (HUGE, "cuda", ConvPlan("gather", "scatter", "offsets", 1)),
     (RESNET, "tpu", ConvPlan("gather", "scatter", "offsets", 0)),
 ])
@@ -131,14 +131,6 @@ def test_forced_plan_is_checked(plan, match):
 def test_forced_plan_type():
     with pytest.raises(TypeError, match="`plan` must be a jcnn.ConvPlan"):
         jcnn.conv(jnp.ones((2, 5, 5, 2)), jnp.ones((3, 3, 2, 4)), plan="gather")
-
-
-def test_low_precision_gpu_plan_avoids_f32_products():
-    """bf16 on a GPU: dX as the full convolution (a bf16 patch matrix of dZ), not
-    scatter's f32 products; strided layers keep scatter (no inserted zeros)."""
-    assert conv_plan.plan(RESNET, jnp.bfloat16, "cuda").input_grad == "fullconv"
-    assert conv_plan.plan(STRIDED, jnp.bfloat16, "cuda").input_grad == "scatter"
-    assert conv_plan.plan(RESNET, jnp.bfloat16, "cpu").input_grad == "scatter"
 
 
 def test_registry_is_what_the_plan_names():
