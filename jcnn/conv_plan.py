@@ -133,7 +133,15 @@ _POLICIES = {"cpu": _cpu, "cuda": _accelerator, "rocm": _accelerator, "tpu": _ac
 
 
 def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
-    """The arrangements ``platform`` runs for this geometry and dtype."""
+    """The arrangements ``platform`` runs for this geometry and dtype.
+
+    >>> from jcnn.conv_plan import Geometry, plan
+    >>> geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    >>> plan(geo, "float32", "cuda")      # the whole batch in one GEMM
+    ConvPlan(forward='gather', input_grad='scatter', weight_grad='offsets', block=0)
+    >>> plan(geo, "float32", "cpu").block  # 2 examples' patch matrices fit 16 MiB
+    2
+    """
     if platform not in _POLICIES:
         raise ValueError(f"plan: unknown platform {platform!r}; expected one of {PLATFORMS}")
     return _POLICIES[platform](geo, jnp.dtype(dtype))

@@ -4,10 +4,10 @@ import doctest
 
 import pytest
 
-from jcnn import convolution, padding, pooling
+from jcnn import conv_plan, convolution, padding, pooling
 
 
-@pytest.mark.parametrize("module", [padding, convolution, pooling])
+@pytest.mark.parametrize("module", [padding, convolution, conv_plan, pooling])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
