@@ -36,6 +36,7 @@ import jcnn
 from jcnn import conv_plan, convolution
 from jcnn.conv_arrangements import Geometry
 
+from .gpu import compile_stats as _compile
 from .lax_twin import lax_avg_pool, lax_conv, lax_max_pool, lax_twin
 
 
@@ -93,15 +94,6 @@ def _time(fns, args, repeats):
             jax.block_until_ready(f(*args))
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _compile(fn, args):
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    seconds = time.perf_counter() - t
-    mem = compiled.memory_analysis()
-    temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
-    return compiled, seconds, temp
 
 
 def _torch_conv(shape):
