@@ -105,9 +105,13 @@ def main(argv=None):
     aborts, compiled = [], 0
     for k in range(args.workers):
         seed = args.seed + k
-        proc = subprocess.run([sys.executable, __file__, "--worker", str(seed), "--cases",
-                               str(args.cases)], capture_output=True, text=True)
-        lines = proc.stdout.splitlines()
+        log = f"{args.out or 'abort_sweep'}.seed{seed}.log"  # progress, readable while it runs
+        with open(log, "w") as out:
+            proc = subprocess.run([sys.executable, __file__, "--worker", str(seed), "--cases",
+                                   str(args.cases)], stdout=out, stderr=subprocess.PIPE,
+                                  text=True)
+        with open(log) as f:
+            lines = f.read().splitlines()
         compiled += sum(line == "OK" for line in lines)
         last = next((json.loads(line[5:]) for line in reversed(lines)
                      if line.startswith("CASE ")), None)
