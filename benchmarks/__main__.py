@@ -37,6 +37,7 @@ from jcnn import conv_plan, convolution
 from jcnn.conv_arrangements import Geometry
 
 from .gpu import compile_stats as _compile
+from .gpu import train_step
 from .lax_twin import lax_avg_pool, lax_conv, lax_max_pool, lax_twin
 
 
@@ -231,17 +232,9 @@ def bench_train_step(repeats, quick):
     x = jnp.asarray(np.random.default_rng(2).random((n, 8, 8, 1)), jnp.float32)
     y = jnp.asarray(np.arange(n) % 10, jnp.int32)
 
-    def make(apply):
-        def step(params, state, x, y):
-            loss, g = jax.value_and_grad(
-                lambda p: jcnn.softmax_cross_entropy(apply(p, x), y))(params)
-            u, state = opt.update(g, state, params)
-            return optax.apply_updates(params, u), state, loss
-        return step
-
     compiled, row = {}, {"name": f"digits train step (batch {n})"}
     for k, apply in (("jcnn", model.apply), ("lax", lax_twin(model))):
-        compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(make(apply),
+        compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(train_step(apply, opt),
                                                                        (params, state, x, y))
     t = _time(compiled, (params, state, x, y), repeats)
     row.update({f"fb_{k}": v for k, v in t.items()})

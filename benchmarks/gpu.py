@@ -176,6 +176,19 @@ def vgg_model():
                      *c(256), nn.MaxPool(2), nn.Flatten, nn.Dense(256), nn.Relu, nn.Dense(10))
 
 
+def train_step(apply, opt):
+    """One optax step of softmax cross-entropy through ``apply``: what both train-step
+    benchmarks time for jcnn's model and its lax twin."""
+    import optax
+
+    def step(params, state, x, y):
+        loss, g = jax.value_and_grad(
+            lambda p: jcnn.softmax_cross_entropy(apply(p, x), y))(params)
+        u, state = opt.update(g, state, params)
+        return optax.apply_updates(params, u), state, loss
+    return step
+
+
 def bench_train_step(n, rounds, quick):
     import optax
 
@@ -187,18 +200,10 @@ def bench_train_step(n, rounds, quick):
     x = jnp.asarray(np.random.default_rng(2).standard_normal((n, size, size, 3)), jnp.float32)
     y = jnp.asarray(np.arange(n) % 10, jnp.int32)
 
-    def make(apply):
-        def step(params, state, x, y):
-            loss, g = jax.value_and_grad(
-                lambda p: jcnn.softmax_cross_entropy(apply(p, x), y))(params)
-            u, state = opt.update(g, state, params)
-            return optax.apply_updates(params, u), state, loss
-        return step
-
     row, compiled = {"name": f"CIFAR VGG train step (batch {n}, adam)"}, {}
     for k, apply in (("jcnn", model.apply), ("lax", lax_twin(model))):
         compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = compile_stats(
-            make(apply), (params, state, x, y))
+            train_step(apply, opt), (params, state, x, y))
     t = time_alternated(compiled, (params, state, x, y), rounds)
     for k, v in t.items():
         row[f"step_{k}"] = v

@@ -7,10 +7,10 @@ Backward, written by hand::
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
-
-from functools import partial
 
 from ._checks import acc_dtype, as_float_array, canonical_precision, same_dtype
 
