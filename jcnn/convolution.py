@@ -109,6 +109,16 @@ def conv_planned(x, w, b, stride, pads, dilation, groups, precision=None,
 # --------------------------------------------------------------------------- #
 # Argument checks shared by conv and conv_transpose.
 # --------------------------------------------------------------------------- #
+def layout_hint(nd: int) -> str:
+    """What channels-last means, and how to convert a PyTorch kernel."""
+    sp = ("L",) if nd == 1 else ("H", "W") if nd == 2 else ("D", "H", "W") if nd == 3 else \
+        tuple(f"S{i}" for i in range(nd))
+    win = ", ".join(f"k{a.lower()}" for a in sp)
+    perm = ", ".join(map(str, (*range(2, nd + 2), 1, 0)))
+    return (f"; jcnn is channels-last: x (N, {', '.join(sp)}, C), w ({win}, C_in, C_out) — "
+            f"a PyTorch kernel (C_out, C_in, {win}) is w.transpose({perm})")
+
+
 def _common(fn, x, w, b, stride, dilation, groups, nd, w_layout):
     """Arrays, ranks, dtypes and the int arguments of a conv-like call."""
     x = as_float_array(x, "x", fn)
@@ -132,6 +142,7 @@ def canonicalize(fn, x, w, b, stride, padding, dilation, groups, nd=None):
     """Check a conv call and return ``(x, w, b, stride, pads, dilation, groups)``."""
     x, w, b, nd, stride, dilation, groups, shapes = _common(
         fn, x, w, b, stride, dilation, groups, nd, "(*window, C_in/groups, C_out)")
+    nd = len(w.shape) - 2
     c_in, cig, c_out = x.shape[-1], w.shape[-2], w.shape[-1]
     if c_in % groups or c_out % groups:
         raise ValueError(
@@ -140,7 +151,8 @@ def canonicalize(fn, x, w, b, stride, padding, dilation, groups, nd=None):
         )
     if c_in // groups != cig:
         expect = f"{cig * groups} ({cig} per group x {groups} groups)" if groups > 1 else cig
-        raise ValueError(f"{fn}: x has {c_in} channels but w expects {expect} {shapes}")
+        raise ValueError(f"{fn}: x has {c_in} channels but w expects {expect} {shapes}"
+                         f"{layout_hint(nd)}")
     if b is not None and b.shape != (c_out,):
         raise ValueError(
             f"{fn}: b must have shape ({c_out},) to match w's {c_out} output "
@@ -154,6 +166,7 @@ def canonicalize(fn, x, w, b, stride, padding, dilation, groups, nd=None):
             raise ValueError(
                 f"{fn}: the kernel (size {f}, dilation {d}: {f_eff}) is larger than the "
                 f"padded input ({n} + {lo} + {hi} = {n + lo + hi}) in spatial dim {i} {shapes}"
+                f"{layout_hint(nd)}"
             )
     return x, w, b, stride, pads, dilation, groups
 
@@ -337,7 +350,7 @@ def conv_transpose(
                          f"(={c_in}) {shapes}")
     if w.shape[-1] != c_in:
         raise ValueError(f"{fn}: x has {c_in} channels but w expects {w.shape[-1]} "
-                         f"(w is (*window, C_out/groups, C_in)) {shapes}")
+                         f"(w is (*window, C_out/groups, C_in)) {shapes}{layout_hint(nd)}")
     c_out = w.shape[-2] * groups
     if b is not None and b.shape != (c_out,):
         raise ValueError(f"{fn}: b must have shape ({c_out},), got b.shape={b.shape} {shapes}")

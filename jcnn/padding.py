@@ -34,6 +34,11 @@ def _as_int(value, name: str, fn: str) -> int:
     """``value`` as a Python int; TypeError for bools, floats and other kinds."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{fn}: `{name}` must be an integer, got the bool {value!r}")
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{fn}: `{name}` must be a Python int known while tracing, got a traced value "
+            f"({type(value).__name__}); under jax.jit mark it static, e.g. "
+            f"jax.jit(f, static_argnames=('{name}',))")
     try:
         return operator.index(value)
     except TypeError:

@@ -203,8 +203,27 @@ def test_bad_input(name, fn, arrays, kwargs, exc, match, jit_ok):
             jax.jit(call)(*array_args)
 
 
-def test_catalogue_size():
-    assert len({c[0] for c in CATALOGUE}) == len(CATALOGUE) >= 30
+def test_catalogue_ids_are_unique():
+    assert len({c[0] for c in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize("fn,x_shape,w_shape", [
+    (jcnn.conv2d, (2, 32, 32, 3), (16, 3, 5, 5)),  # a PyTorch OIHW kernel
+    (jcnn.conv, (2, 8, 8, 3), (9, 3, 3, 4)),  # kernel larger than the input
+])
+def test_layout_mistakes_get_a_layout_hint(fn, x_shape, w_shape):
+    with pytest.raises(ValueError, match=r"channels-last: x \(N, H, W, C\), w \(kh, kw, C_in, "
+                                         r"C_out\).*w\.transpose\(2, 3, 1, 0\)"):
+        fn(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32))
+
+
+def test_traced_stride_says_mark_it_static():
+    x, w = jnp.ones((1, 8, 8, 1)), jnp.ones((3, 3, 1, 1))
+    with pytest.raises(TypeError, match=r"conv2d: `stride` must be a Python int known while "
+                                        r"tracing.*static_argnames=\('stride',\)"):
+        jax.jit(jcnn.conv2d)(x, w, stride=2)
+    assert jax.jit(jcnn.conv2d, static_argnames=("stride",))(x, w, stride=2).shape == \
+        (1, 3, 3, 1)
 
 
 def test_out_of_range_labels_under_jit_give_nan():
