@@ -191,10 +191,10 @@ def bench_gemm(repeats, quick):
 def bench_pools(n, repeats, quick):
     size = (n, 8, 8, 4) if quick else (n, 32, 32, 64)
     x = jnp.asarray(np.random.default_rng(1).standard_normal(size), jnp.float32)
-    cases = [("max 2x2", jcnn.max_pool, lax_max_pool, 2, None, "VALID"),
-             ("max 3x3/2 pad 1", jcnn.max_pool, lax_max_pool, 3, 2, ((1, 1), (1, 1))),
-             ("avg 2x2", jcnn.avg_pool, lax_avg_pool, 2, None, "VALID"),
-             ("avg 3x3/2 pad 1", jcnn.avg_pool, lax_avg_pool, 3, 2, ((1, 1), (1, 1)))]
+    cases = [("max 2x2", jcnn.max_pool2d, lax_max_pool, 2, None, "VALID"),
+             ("max 3x3/2 pad 1", jcnn.max_pool2d, lax_max_pool, 3, 2, ((1, 1), (1, 1))),
+             ("avg 2x2", jcnn.avg_pool2d, lax_avg_pool, 2, None, "VALID"),
+             ("avg 3x3/2 pad 1", jcnn.avg_pool2d, lax_avg_pool, 3, 2, ((1, 1), (1, 1)))]
     rows = []
     for name, ours, ref, window, stride, padding in cases:
         fns = {"jcnn": lambda x, f=ours: f(x, window, stride=stride, padding=padding),

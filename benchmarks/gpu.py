@@ -172,8 +172,8 @@ def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds):
 def vgg_model():
     """CIFAR-sized VGG: conv 64-64-pool-128-128-pool-256-pool, dense 256-10."""
     c = lambda n: (nn.Conv(n, (3, 3), padding="SAME"), nn.Relu)  # noqa: E731
-    return nn.serial(*c(64), *c(64), nn.MaxPool(2), *c(128), *c(128), nn.MaxPool(2),
-                     *c(256), nn.MaxPool(2), nn.Flatten, nn.Dense(256), nn.Relu, nn.Dense(10))
+    return nn.serial(*c(64), *c(64), nn.MaxPool((2, 2)), *c(128), *c(128), nn.MaxPool((2, 2)),
+                     *c(256), nn.MaxPool((2, 2)), nn.Flatten, nn.Dense(256), nn.Relu, nn.Dense(10))
 
 
 def train_step(apply, opt):

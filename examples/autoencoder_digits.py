@@ -29,9 +29,9 @@ INPUT_SHAPE = (-1, 8, 8, 1)
 def autoencoder():
     encoder = [
         nn.Conv(16, (3, 3), padding=1, padding_mode="replicate"), nn.Relu,  # 8×8×16
-        nn.MaxPool(2),                                                       # 4×4×16
+        nn.MaxPool((2, 2)),                                                       # 4×4×16
         nn.Conv(16, (3, 3), padding="SAME"), nn.Relu,
-        nn.MaxPool(2),                                                       # 2×2×16
+        nn.MaxPool((2, 2)),                                                       # 2×2×16
     ]
     decoder = [
         nn.ConvTranspose(16, (2, 2), stride=2), nn.Relu,                      # 4×4×16

@@ -30,9 +30,9 @@ def digits_model():
     return nn.serial(
         nn.Conv(32, (3, 3), padding="SAME"), nn.Relu,
         nn.Conv(32, (3, 3), padding="SAME"), nn.Relu,
-        nn.MaxPool(2),
+        nn.MaxPool((2, 2)),
         nn.Conv(64, (3, 3), padding="SAME"), nn.Relu,
-        nn.MaxPool(2),
+        nn.MaxPool((2, 2)),
         nn.Flatten,
         nn.Dense(128), nn.Relu,
         nn.Dropout(0.25),

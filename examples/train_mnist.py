@@ -24,9 +24,9 @@ def lenet5():
     """LeNet-5 layout (conv 5×5 → pool → conv 5×5 → pool → 3 dense), 32/64 filters."""
     return nn.serial(
         nn.Conv(32, (5, 5), padding="SAME"), nn.Relu,  # 28×28×1 → 28×28×32
-        nn.MaxPool(2),                                  # → 14×14×32
+        nn.MaxPool((2, 2)),                                  # → 14×14×32
         nn.Conv(64, (5, 5)), nn.Relu,                   # → 10×10×64
-        nn.MaxPool(2),                                  # → 5×5×64
+        nn.MaxPool((2, 2)),                                  # → 5×5×64
         nn.Flatten,
         nn.Dense(256), nn.Relu,
         nn.Dropout(0.3),

@@ -1,16 +1,25 @@
 """jcnn: the mathematics of convolutional neural networks, in JAX, from first principles.
 
+The math of Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural
+Networks" (https://towardsdatascience.com/gentle-dive-into-math-behind-convolutional-neural-networks-79a07dd44cf9),
+as pure jit-compatible functions with hand-written backward passes.
 Channels-last everywhere: inputs ``(N, *spatial, C)``, kernels
 ``(*window, C_in // groups, C_out)``.
+
+The submodules ``nn``, ``training``, ``data``, ``checkpoint``, ``viz``,
+``conv_plan`` (and the rest) load on first access: ``jcnn.training.fit``.
 """
 
-from . import nn as nn
+import importlib as _importlib
+
 from .activations import leaky_relu as leaky_relu
 from .activations import log_softmax as log_softmax
 from .activations import relu as relu
 from .activations import sigmoid as sigmoid
 from .activations import softmax as softmax
 from .activations import tanh as tanh
+from .adaptive_pooling import adaptive_avg_pool as adaptive_avg_pool
+from .adaptive_pooling import adaptive_max_pool as adaptive_max_pool
 from .convolution import ConvPlan as ConvPlan
 from .convolution import conv as conv
 from .convolution import conv1d as conv1d
@@ -27,22 +36,36 @@ from .padding import border_pad as border_pad
 from .padding import output_size as output_size
 from .padding import padding_pairs as padding_pairs
 from .padding import same_padding as same_padding
-from .pooling import adaptive_avg_pool as adaptive_avg_pool
-from .pooling import adaptive_max_pool as adaptive_max_pool
 from .pooling import avg_pool as avg_pool
+from .pooling import avg_pool1d as avg_pool1d
+from .pooling import avg_pool2d as avg_pool2d
+from .pooling import avg_pool3d as avg_pool3d
 from .pooling import global_avg_pool as global_avg_pool
+from .pooling import global_avg_pool1d as global_avg_pool1d
+from .pooling import global_avg_pool2d as global_avg_pool2d
+from .pooling import global_avg_pool3d as global_avg_pool3d
 from .pooling import global_max_pool as global_max_pool
+from .pooling import global_max_pool1d as global_max_pool1d
+from .pooling import global_max_pool2d as global_max_pool2d
+from .pooling import global_max_pool3d as global_max_pool3d
 from .pooling import max_pool as max_pool
-from .pooling import max_unpool as max_unpool
+from .pooling import max_pool1d as max_pool1d
+from .pooling import max_pool2d as max_pool2d
+from .pooling import max_pool3d as max_pool3d
+from .unpooling import max_pool_with_indices as max_pool_with_indices
+from .unpooling import max_unpool as max_unpool
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvPlan",
     "PADDING_MODES",
+    "ConvPlan",
     "adaptive_avg_pool",
     "adaptive_max_pool",
     "avg_pool",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
     "border_pad",
     "conv",
     "conv1d",
@@ -53,10 +76,20 @@ __all__ = [
     "dense",
     "flatten",
     "global_avg_pool",
+    "global_avg_pool1d",
+    "global_avg_pool2d",
+    "global_avg_pool3d",
     "global_max_pool",
+    "global_max_pool1d",
+    "global_max_pool2d",
+    "global_max_pool3d",
     "leaky_relu",
     "log_softmax",
     "max_pool",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "max_pool_with_indices",
     "max_unpool",
     "nn",
     "output_size",
@@ -69,3 +102,18 @@ __all__ = [
     "softmax_cross_entropy",
     "tanh",
 ]
+
+_SUBMODULES = ("activations", "adaptive_pooling", "checkpoint", "conv_arrangements", "conv_plan",
+               "convolution", "data", "linear", "losses", "nn", "padding", "pooling",
+               "training", "unpooling", "viz", "window")
+
+
+def __getattr__(name):
+    """Load a submodule on first access (``jcnn.training``, ``jcnn.viz`` …)."""
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'jcnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))

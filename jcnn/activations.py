@@ -48,7 +48,13 @@ def _relu_jvp(primals, tangents):
 
 
 def relu(x: jax.typing.ArrayLike) -> jax.Array:
-    """``max(x, 0)``; derivative ``1[x > 0]`` (so ``relu′(0) = 0``)."""
+    """``max(x, 0)``; derivative ``1[x > 0]`` (so ``relu′(0) = 0``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.relu(jnp.array([-1.0, 0.0, 2.0])).tolist()
+      [0.0, 0.0, 2.0]
+    """
     return _relu(as_float_array(x, "x", "relu"))
 
 
@@ -64,7 +70,13 @@ def _leaky_relu_jvp(slope, primals, tangents):
 
 
 def leaky_relu(x: jax.typing.ArrayLike, negative_slope: float = 0.01) -> jax.Array:
-    """``x`` where ``x > 0``, else ``negative_slope · x``; derivative 1 or the slope."""
+    """``x`` where ``x > 0``, else ``negative_slope · x``; derivative 1 or the slope.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.leaky_relu(jnp.array([-2.0, 3.0]), 0.5).tolist()
+      [-1.0, 3.0]
+    """
     fn = "leaky_relu"
     if isinstance(negative_slope, (bool, np.bool_)) or not isinstance(
         negative_slope, (int, float, np.integer, np.floating)
@@ -86,7 +98,13 @@ def _sigmoid_jvp(primals, tangents):
 
 
 def sigmoid(x: jax.typing.ArrayLike) -> jax.Array:
-    """``1 / (1 + e^−x)``; derivative ``A (1 − A)`` from the output ``A``."""
+    """``1 / (1 + e^−x)``; derivative ``A (1 − A)`` from the output ``A``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.sigmoid(jnp.array([0.0])).tolist()
+      [0.5]
+    """
     return _sigmoid(as_float_array(x, "x", "sigmoid"))
 
 
@@ -103,7 +121,13 @@ def _tanh_jvp(primals, tangents):
 
 
 def tanh(x: jax.typing.ArrayLike) -> jax.Array:
-    """``tanh x``; derivative ``1 − A²`` from the output ``A``."""
+    """``tanh x``; derivative ``1 − A²`` from the output ``A``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.tanh(jnp.array([0.0])).tolist()
+      [0.0]
+    """
     return _tanh(as_float_array(x, "x", "tanh"))
 
 
@@ -138,7 +162,13 @@ def _softmax_jvp(axis, primals, tangents):
 
 
 def softmax(x: jax.typing.ArrayLike, axis: int = -1) -> jax.Array:
-    """``e^x / Σ e^x`` along ``axis`` (max-shifted, stable)."""
+    """``e^x / Σ e^x`` along ``axis`` (max-shifted, stable).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.softmax(jnp.array([[1.0, 1.0]])).tolist()
+      [[0.5, 0.5]]
+    """
     x = as_float_array(x, "x", "softmax")
     return _softmax(x, _check_axis("softmax", x, axis))
 
@@ -157,6 +187,12 @@ def _log_softmax_jvp(axis, primals, tangents):
 
 
 def log_softmax(x: jax.typing.ArrayLike, axis: int = -1) -> jax.Array:
-    """``x − log Σ e^x`` along ``axis`` (log-sum-exp, stable)."""
+    """``x − log Σ e^x`` along ``axis`` (log-sum-exp, stable).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> round(float(jcnn.log_softmax(jnp.array([[0.0, 0.0]]))[0, 0]), 4)
+      -0.6931
+    """
     x = as_float_array(x, "x", "log_softmax")
     return _log_softmax(x, _check_axis("log_softmax", x, axis))

@@ -29,7 +29,24 @@ from . import window as win
 from ._checks import acc_dtype
 from .padding import conv_out_shape
 
-__all__ = ["FORWARD", "INPUT_GRAD", "WEIGHT_GRAD", "Geometry", "rot180"]
+__all__ = [
+    "FORWARD",
+    "INPUT_GRAD",
+    "WEIGHT_GRAD",
+    "Geometry",
+    "forward_depthwise",
+    "forward_gather",
+    "forward_offsets",
+    "forward_scan",
+    "forward_shift",
+    "input_grad_fullconv",
+    "input_grad_scatter",
+    "rot180",
+    "weight_grad_depthwise",
+    "weight_grad_gather",
+    "weight_grad_offsets",
+    "weight_grad_scan",
+]
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,12 @@ def rot180(w: jax.Array, groups: int = 1) -> jax.Array:
 
     ``(*window, C_in/G, C_out)`` → ``(*window, C_out/G, C_in)``: the kernel that
     carries a cotangent back through the layer (article §9).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> w = jnp.arange(4.0).reshape(2, 2, 1, 1)
+      >>> jcnn.rot180(w)[..., 0, 0].tolist()
+      [[3.0, 2.0], [1.0, 0.0]]
     """
     nd = w.ndim - 2
     cig, c_out = w.shape[-2:]

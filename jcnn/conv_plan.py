@@ -48,7 +48,17 @@ import jax.numpy as jnp
 from . import conv_arrangements as arr
 from .conv_arrangements import Geometry
 
-__all__ = ["ConvPlan", "Geometry", "PLATFORMS", "dispatch", "plan", "plans_for"]
+__all__ = [
+    "PLATFORMS",
+    "ConvPlan",
+    "Geometry",
+    "batch_block",
+    "describe",
+    "dispatch",
+    "flops",
+    "plan",
+    "plans_for",
+]
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 CPU_BLOCK_ELEMENTS = 1 << 22  # one CPU block's patch matrix (16 MiB of f32)

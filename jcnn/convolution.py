@@ -40,8 +40,19 @@ from .conv_arrangements import Geometry, rot180
 from .conv_plan import ConvPlan
 from .padding import PaddingLike, border_pad, check_padding_mode, ntuple, padding_pairs
 
-__all__ = ["ConvPlan", "conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "convolve2d",
-           "rot180"]
+__all__ = [
+    "ConvPlan",
+    "canonicalize",
+    "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_planned",
+    "conv_transpose",
+    "convolve2d",
+    "layout_hint",
+    "rot180",
+]
 
 
 # --------------------------------------------------------------------------- #
@@ -248,21 +259,39 @@ def conv(
 
 def conv1d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
            padding_mode="zeros", precision=None, plan=None) -> jax.Array:
-    """:func:`conv` for ``x`` of shape ``(N, L, C_in)``; checks the rank."""
+    """:func:`conv` for ``x`` of shape ``(N, L, C_in)``; checks the rank.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.conv1d(jnp.ones((2, 10, 3)), jnp.ones((3, 3, 8)), stride=2).shape
+      (2, 4, 8)
+    """
     return _entry("conv1d", 1, x, w, b, stride, padding, dilation, groups, padding_mode,
                   precision, plan)
 
 
 def conv2d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
            padding_mode="zeros", precision=None, plan=None) -> jax.Array:
-    """:func:`conv` for ``x`` of shape ``(N, H, W, C_in)``; checks the rank."""
+    """:func:`conv` for ``x`` of shape ``(N, H, W, C_in)``; checks the rank.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.conv2d(jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4)), padding="SAME").shape
+      (2, 8, 8, 4)
+    """
     return _entry("conv2d", 2, x, w, b, stride, padding, dilation, groups, padding_mode,
                   precision, plan)
 
 
 def conv3d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
            padding_mode="zeros", precision=None, plan=None) -> jax.Array:
-    """:func:`conv` for ``x`` of shape ``(N, D, H, W, C_in)``; checks the rank."""
+    """:func:`conv` for ``x`` of shape ``(N, D, H, W, C_in)``; checks the rank.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.conv3d(jnp.ones((1, 4, 4, 4, 2)), jnp.ones((2, 2, 2, 2, 5))).shape
+      (1, 3, 3, 3, 5)
+    """
     return _entry("conv3d", 3, x, w, b, stride, padding, dilation, groups, padding_mode,
                   precision, plan)
 
@@ -335,6 +364,11 @@ def conv_transpose(
 
     Backward: ``dx = conv(dy, w)`` and ``dw`` the conv's weight correlation with
     ``dy`` as the input; both differentiable again.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.conv_transpose(jnp.ones((1, 4, 4, 8)), jnp.ones((2, 2, 3, 8)), stride=2).shape
+      (1, 8, 8, 3)
     """
     fn = "conv_transpose"
     x, w, b, nd, stride, dilation, groups, shapes = _common(

@@ -64,6 +64,11 @@ def dense(
 
     Returns:
       ``(N, D_out)`` in ``x``'s dtype (bf16/f16 accumulate in f32).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.dense(jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.zeros(4)).tolist()[0]
+      [3.0, 3.0, 3.0, 3.0]
     """
     fn = "dense"
     x, w = as_float_array(x, "x", fn), as_float_array(w, "w", fn)
@@ -88,7 +93,13 @@ def dense(
 
 
 def flatten(x: jax.typing.ArrayLike) -> jax.Array:
-    """``(N, ...) → (N, -1)``: channels-last features in row-major order."""
+    """``(N, ...) → (N, -1)``: channels-last features in row-major order.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.flatten(jnp.ones((2, 4, 4, 3))).shape
+      (2, 48)
+    """
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"flatten: x must have a batch dim, got x.shape={x.shape}")

@@ -47,10 +47,23 @@ def softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.Array
     """Mean softmax cross-entropy of ``(N, K)`` logits against integer labels ``(N,)``.
 
     ``L = mean_n [log Σ_k exp(Z[n, k]) − Z[n, y_n]]``, computed stably
-    (log-sum-exp).  Gradient ``(softmax(Z) − onehot(y)) / N``.  Labels out of
-    ``[0, K)`` raise ``ValueError`` when they are concrete; under ``jit`` (where
-    their values are unknown while tracing) they make the loss NaN.
+    (log-sum-exp).  Gradient ``(softmax(Z) − onehot(y)) / N``.
     The result is a float32 scalar for bf16/f16 logits.
+
+    **Out-of-range labels**: labels outside ``[0, K)`` raise ``ValueError``
+    when they are concrete (eager calls), but under ``jax.jit`` their values
+    are unknown while tracing, so there the loss comes out **NaN** instead of
+    an error — check ``jnp.isfinite(loss)`` in a jitted training loop, or
+    validate labels once before training.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> logits = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> round(float(jcnn.softmax_cross_entropy(logits, jnp.array([0, 1]))), 4)
+      0.6931
+      >>> import jax
+      >>> bool(jnp.isnan(jax.jit(jcnn.softmax_cross_entropy)(logits, jnp.array([0, 5]))))
+      True
     """
     fn = "softmax_cross_entropy"
     logits = as_float_array(logits, "logits", fn)

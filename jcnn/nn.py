@@ -12,7 +12,7 @@ they are.
 
 Example::
 
-    model = nn.serial(nn.Conv(16, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool(2),
+    model = nn.serial(nn.Conv(16, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool((2, 2)),
                       nn.Flatten, nn.Dense(10))
     out_shape, params = model.init(jax.random.key(0), (-1, 8, 8, 1))
     logits = model.apply(params, x)
@@ -27,13 +27,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import activations, linear, pooling
+from . import activations, adaptive_pooling, linear, pooling
 from .convolution import conv, conv_transpose
 from .padding import PaddingLike
 
 __all__ = [
+    "AdaptiveAvgPool",
+    "AdaptiveMaxPool",
     "AvgPool",
     "Conv",
+    "ConvTranspose",
     "Dense",
     "Dropout",
     "Flatten",
@@ -72,20 +75,45 @@ class Layer(NamedTuple):
 
 
 # ----------------------------------------------------------------- initialisers
-def he_normal(key, shape, fan_in, dtype=jnp.float32):
-    """He/Kaiming normal: ``N(0, 2 / fan_in)`` — keeps ReLU activations' scale."""
-    return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
+# ``w_init`` is a JAX initializer, ``init(key, shape, dtype) -> array``: anything
+# from ``jax.nn.initializers`` (whose fan-in/fan-out rule, channels-last —
+# ``in_axis=-2, out_axis=-1``, the window as receptive field — is exactly the
+# layout of jcnn's kernels ``(*window, C_in/groups, C_out)`` and dense
+# ``(D_in, D_out)`` weights).
+he_normal = jax.nn.initializers.he_normal()
+"""He/Kaiming normal, ``N(0, 2 / fan_in)`` (truncated, as JAX's): keeps ReLU
+activations' scale.  The default of the conv layers."""
+glorot_uniform = jax.nn.initializers.glorot_uniform()
+"""Glorot/Xavier uniform, ``U(±sqrt(6 / (fan_in + fan_out)))``: the default of
+:func:`Dense`."""
 
 
-def glorot_uniform(key, shape, fan_in, fan_out=None, dtype=jnp.float32):
-    """Glorot/Xavier uniform: ``U(±sqrt(6 / (fan_in + fan_out)))``."""
-    fan_out = shape[-1] if fan_out is None else fan_out
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
+def _check_init(name, w_init):
+    if not callable(w_init):
+        raise TypeError(f"{name}: `w_init` must be a JAX initializer init(key, shape, dtype) "
+                        f"such as jax.nn.initializers.he_normal(), got {w_init!r}")
+    return w_init
+
+
+def _explicit(name, window, what="window"):
+    """A layer's window as a tuple: an int would silently mean "every spatial dim
+    of whatever input arrives", so a 2-D model fed an unbatched ``(H, W, C)``
+    image would build as 1-D."""
+    if isinstance(window, Sequence) and not isinstance(window, str):
+        return tuple(window)
+    raise TypeError(f"{name}: an int `{what}` ({window!r}) does not say how many spatial dims "
+                    f"the layer has; give one per spatial dim, e.g. {what}=({window!r}, "
+                    f"{window!r}) for images")
 
 
 def param_count(params) -> int:
-    """Total number of scalars in a params pytree."""
+    """Total number of scalars in a params pytree.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jcnn
+      >>> jcnn.nn.param_count({"w": jnp.ones((3, 3, 1, 8)), "b": jnp.ones(8)})
+      80
+    """
     return sum(int(math.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
 
 
@@ -98,10 +126,9 @@ def _shape_of(fn, input_shape, *arg_shapes):
     return (input_shape[0], *out[1:])
 
 
-def _window_for(name, input_shape, window) -> tuple[int, ...]:
-    """``window`` as one size per spatial dim of ``input_shape`` (an int repeats)."""
+def _window_for(name, input_shape, win) -> tuple[int, ...]:
+    """Check that ``input_shape`` is ``(N, *spatial, C)`` with ``len(win)`` spatial dims."""
     nd = len(input_shape) - 2
-    win = (window,) * nd if isinstance(window, int) else tuple(window)
     if nd < 1 or len(win) != nd:
         raise ValueError(
             f"{name}: input shape {tuple(input_shape)} does not match the window {win} "
@@ -110,9 +137,9 @@ def _window_for(name, input_shape, window) -> tuple[int, ...]:
     return win
 
 
-def _weights(key, w_shape, fan_in, w_init, n_out, use_bias):
-    """``{"w": w_init(...), "b": zeros}`` (no ``"b"`` without a bias)."""
-    params = {"w": w_init(key, w_shape, fan_in)}
+def _weights(key, w_shape, w_init, n_out, use_bias):
+    """``{"w": w_init(key, shape, f32), "b": zeros}`` (no ``"b"`` without a bias)."""
+    params = {"w": w_init(key, w_shape, jnp.float32)}
     if use_bias:
         params["b"] = jnp.zeros((n_out,), jnp.float32)
     return params
@@ -137,9 +164,19 @@ def Conv(
 ) -> Layer:
     """N-d convolution layer (:func:`jcnn.conv`); kernel ``(*window, C_in/groups, C_out)``.
 
-    ``window`` is an int (the same size in every spatial dim of the input) or
-    one int per spatial dim.  Params: ``{"w": kernel, "b": bias}``.
+    ``window`` has one size per spatial dim (``(3, 3)`` for images): it fixes the
+    layer's rank, and ``init`` rejects an input of another rank.  ``w_init`` is
+    a JAX initializer (``jax.nn.initializers.*``).  Params: ``{"w": kernel,
+    "b": bias}``.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> layer = jcnn.nn.Conv(8, (3, 3), padding="SAME")
+      >>> layer.init(jax.random.key(0), (-1, 28, 28, 1))[0]
+      (-1, 28, 28, 8)
     """
+    window = _explicit("Conv", window)
+    w_init = _check_init("Conv", w_init)
     opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                 padding_mode=padding_mode)
 
@@ -151,8 +188,7 @@ def Conv(
                              f"(={c_in}) of input shape {tuple(input_shape)}")
         w_shape = (*win, c_in // groups, out_channels)
         out_shape = _shape_of(lambda x, w: conv(x, w, **opts), input_shape, w_shape)
-        fan_in = math.prod(win) * (c_in // groups)
-        return out_shape, _weights(key, w_shape, fan_in, w_init, out_channels, use_bias)
+        return out_shape, _weights(key, w_shape, w_init, out_channels, use_bias)
 
     def apply(params, x, *, key=None, train=False):
         return conv(x, params["w"], params.get("b"), **opts)
@@ -171,10 +207,21 @@ def ConvTranspose(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     use_bias: bool = True,
-    w_init=he_normal,
+    w_init=jax.nn.initializers.he_normal(in_axis=-1, out_axis=-2),
 ) -> Layer:
     """Transposed convolution layer (:func:`jcnn.conv_transpose`), PyTorch's
-    shapes; kernel ``(*window, C_out/groups, C_in)``."""
+    shapes; kernel ``(*window, C_out/groups, C_in)`` (so the default He
+    initializer reads its fan-in from the last axis); ``window`` one size per
+    spatial dim.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> layer = jcnn.nn.ConvTranspose(4, (2, 2), stride=2)
+      >>> layer.init(jax.random.key(0), (-1, 7, 7, 8))[0]
+      (-1, 14, 14, 4)
+    """
+    window = _explicit("ConvTranspose", window)
+    w_init = _check_init("ConvTranspose", w_init)
     opts = dict(stride=stride, padding=padding, output_padding=output_padding,
                 dilation=dilation, groups=groups)
 
@@ -186,8 +233,7 @@ def ConvTranspose(
         c_in = input_shape[-1]
         w_shape = (*win, out_channels // groups, c_in)
         out_shape = _shape_of(lambda x, w: conv_transpose(x, w, **opts), input_shape, w_shape)
-        fan_in = math.prod(win) * max(c_in // groups, 1)
-        return out_shape, _weights(key, w_shape, fan_in, w_init, out_channels, use_bias)
+        return out_shape, _weights(key, w_shape, w_init, out_channels, use_bias)
 
     def apply(params, x, *, key=None, train=False):
         return conv_transpose(x, params["w"], params.get("b"), **opts)
@@ -197,7 +243,15 @@ def ConvTranspose(
 
 
 def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) -> Layer:
-    """Fully connected layer (:func:`jcnn.dense`) on ``(N, D)`` inputs."""
+    """Fully connected layer (:func:`jcnn.dense`) on ``(N, D)`` inputs; ``w_init`` a
+    JAX initializer.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> jcnn.nn.Dense(10).init(jax.random.key(0), (-1, 64))[0]
+      (-1, 10)
+    """
+    w_init = _check_init("Dense", w_init)
 
     def init(key, input_shape):
         if len(input_shape) != 2:
@@ -206,7 +260,7 @@ def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) ->
                 "put Flatten (or GlobalAvgPool) before it"
             )
         d_in = input_shape[1]
-        params = _weights(key, (d_in, out_features), d_in, w_init, out_features, use_bias)
+        params = _weights(key, (d_in, out_features), w_init, out_features, use_bias)
         return (input_shape[0], out_features), params
 
     def apply(params, x, *, key=None, train=False):
@@ -227,27 +281,57 @@ def _pool_layer(name, fn, **opts) -> Layer:
 
 
 def MaxPool(window, *, stride=None, padding: PaddingLike = "VALID", ceil_mode=False) -> Layer:
-    """:func:`jcnn.max_pool` as a layer."""
+    """:func:`jcnn.max_pool` as a layer; ``window`` one size per spatial dim.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> jcnn.nn.MaxPool((2, 2)).init(jax.random.key(0), (-1, 28, 28, 8))[0]
+      (-1, 14, 14, 8)
+    """
+    window = _explicit("MaxPool", window)
     return _pool_layer("MaxPool", pooling.max_pool, window=window, stride=stride,
                        padding=padding, ceil_mode=ceil_mode)
 
 
 def AvgPool(window, *, stride=None, padding: PaddingLike = "VALID", count_include_pad=True,
             ceil_mode=False) -> Layer:
-    """:func:`jcnn.avg_pool` as a layer."""
+    """:func:`jcnn.avg_pool` as a layer; ``window`` one size per spatial dim.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> jcnn.nn.AvgPool((2, 2)).init(jax.random.key(0), (-1, 28, 28, 8))[0]
+      (-1, 14, 14, 8)
+    """
+    window = _explicit("AvgPool", window)
     return _pool_layer("AvgPool", pooling.avg_pool, window=window, stride=stride,
                        padding=padding, count_include_pad=count_include_pad,
                        ceil_mode=ceil_mode)
 
 
 def AdaptiveAvgPool(output_size) -> Layer:
-    """:func:`jcnn.adaptive_avg_pool` as a layer."""
-    return _pool_layer("AdaptiveAvgPool", pooling.adaptive_avg_pool, output_size=output_size)
+    """:func:`jcnn.adaptive_avg_pool` as a layer; ``output_size`` one per spatial dim.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> jcnn.nn.AdaptiveAvgPool((1, 1)).init(jax.random.key(0), (-1, 7, 7, 8))[0]
+      (-1, 1, 1, 8)
+    """
+    output_size = _explicit("AdaptiveAvgPool", output_size, "output_size")
+    return _pool_layer("AdaptiveAvgPool", adaptive_pooling.adaptive_avg_pool,
+                       output_size=output_size)
 
 
 def AdaptiveMaxPool(output_size) -> Layer:
-    """:func:`jcnn.adaptive_max_pool` as a layer."""
-    return _pool_layer("AdaptiveMaxPool", pooling.adaptive_max_pool, output_size=output_size)
+    """:func:`jcnn.adaptive_max_pool` as a layer; ``output_size`` one per spatial dim.
+
+    Examples:
+      >>> import jax, jcnn
+      >>> jcnn.nn.AdaptiveMaxPool((2, 2)).init(jax.random.key(0), (-1, 7, 7, 8))[0]
+      (-1, 2, 2, 8)
+    """
+    output_size = _explicit("AdaptiveMaxPool", output_size, "output_size")
+    return _pool_layer("AdaptiveMaxPool", adaptive_pooling.adaptive_max_pool,
+                       output_size=output_size)
 
 
 GlobalAvgPool = _pool_layer("GlobalAvgPool", pooling.global_avg_pool)
@@ -275,14 +359,29 @@ LogSoftmax = _elementwise("LogSoftmax", activations.log_softmax)
 
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
-    """:func:`jcnn.leaky_relu` as a layer."""
+    """:func:`jcnn.leaky_relu` as a layer.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jcnn
+      >>> jcnn.nn.LeakyRelu(0.5).apply({}, jnp.array([-2.0, 1.0])).tolist()
+      [-1.0, 1.0]
+    """
     return _elementwise("LeakyRelu", lambda x: activations.leaky_relu(x, negative_slope),
                         negative_slope=negative_slope)
 
 
 def Dropout(rate: float) -> Layer:
     """Inverted dropout: with ``train=True`` zero each element with probability
-    ``rate`` and scale the rest by ``1 / (1 − rate)``; identity otherwise."""
+    ``rate`` and scale the rest by ``1 / (1 − rate)``; identity otherwise.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jcnn
+      >>> layer = jcnn.nn.Dropout(0.5)
+      >>> layer.apply({}, jnp.ones(4)).tolist()  # evaluation: identity
+      [1.0, 1.0, 1.0, 1.0]
+      >>> set(layer.apply({}, jnp.ones(1000), key=jax.random.key(0), train=True).tolist())
+      {0.0, 2.0}
+    """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"Dropout: `rate` must be in [0, 1), got {rate!r}")
 
@@ -298,7 +397,19 @@ def Dropout(rate: float) -> Layer:
 
 
 def serial(*layers: Layer) -> Layer:
-    """Compose layers in sequence; params are the tuple of the layers' params."""
+    """Compose layers in sequence; params are the tuple of the layers' params.
+
+    An error inside ``init`` or ``apply`` names the layer (its index and name)
+    and the input shape it got.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jcnn
+      >>> nn = jcnn.nn
+      >>> model = nn.serial(nn.Conv(4, (3, 3)), nn.Relu, nn.Flatten, nn.Dense(2))
+      >>> shape, params = model.init(jax.random.key(0), (-1, 6, 6, 1))
+      >>> shape, model.apply(params, jnp.ones((5, 6, 6, 1), jnp.float32)).shape
+      ((-1, 2), (5, 2))
+    """
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(f"serial: argument {i} is not a Layer (got {layer!r}); "
@@ -323,43 +434,82 @@ def serial(*layers: Layer) -> Layer:
                              f"the model has {len(layers)}")
         keys = (jax.random.split(key, len(layers)) if key is not None
                 else [None] * len(layers))
-        for layer, p, k in zip(layers, params, keys):
-            x = layer.apply(p, x, key=k, train=train)
+        for i, (layer, p, k) in enumerate(zip(layers, params, keys)):
+            try:
+                x = layer.apply(p, x, key=k, train=train)
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"serial: layer {i} ({layer.name}) failed on input shape "
+                              f"{tuple(x.shape)}: {e}") from e
         return x
 
     return Layer(init, apply, "serial", tuple(layers))
 
 
 # ----------------------------------------------------------------- summary
-def summary_rows(model: Layer, input_shape: Sequence[int]) -> list[dict]:
-    """One dict per leaf layer: ``name``, ``output_shape``, ``params`` and, for
-    convolutions, ``dense_params`` — what a dense layer mapping the same input
-    size to the same output size would need (article §8)."""
+def summary_rows(model: Layer, input_shape: Sequence[int], _prefix: str = "") -> list[dict]:
+    """One dict per leaf layer: ``name`` (``"2.1: Conv"`` inside nested blocks),
+    ``input_shape``, ``output_shape``, ``params`` and, for convolutions,
+    ``dense_params`` — what a dense layer mapping the same input size to the same
+    output size would need (article §8).  Only shapes are computed
+    (``jax.eval_shape``): no parameters are initialised.
+    Examples:
+      >>> import jcnn
+      >>> nn = jcnn.nn
+      >>> inner = nn.serial(nn.Conv(4, (3, 3), padding="SAME"), nn.Relu)
+      >>> [r["name"] for r in nn.summary_rows(nn.serial(inner, nn.Flatten), (-1, 8, 8, 1))]
+      ['0.0: Conv', '0.1: Relu', '1: Flatten']
+    """
     layers = model.layers or (model,)
-    key = jax.random.key(0)
     rows, shape = [], tuple(input_shape)
-    for layer in layers:
-        out, params = layer.init(key, shape)
-        row = {"name": layer.name, "input_shape": shape, "output_shape": tuple(out),
+    for i, layer in enumerate(layers):
+        label = f"{_prefix}{i}"
+        if layer.layers:  # a nested composition: its own rows, numbered under this one
+            inner = summary_rows(layer, shape, f"{label}.")
+            rows += inner
+            shape = inner[-1]["output_shape"] if inner else shape
+            continue
+        box = {}
+
+        def init(k, lay=layer, s=shape):
+            out, p = lay.init(k, s)
+            box["out"] = tuple(out)
+            return p
+
+        params = jax.eval_shape(init, jax.random.key(0))
+        out = box["out"]
+        row = {"name": f"{label}: {layer.name}", "input_shape": shape, "output_shape": out,
                "params": param_count(params), "dense_params": None}
         if layer.name in ("Conv", "ConvTranspose"):
             n_in, n_out = math.prod(shape[1:]), math.prod(out[1:])
             row["dense_params"] = n_in * n_out + (n_out if "b" in params else 0)
         rows.append(row)
-        shape = tuple(out)
+        shape = out
     return rows
 
 
 def summary(model: Layer, input_shape: Sequence[int]) -> str:
     """A table of layers, output shapes, parameter counts and, per conv, the
-    parameters of the dense layer with the same input/output sizes."""
+    parameters of the dense layer with the same input/output sizes (article §8).
+    Layers inside nested compositions get numbered rows (``1.0: Conv``); only
+    shapes are computed, no parameters initialised.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jcnn
+      >>> nn = jcnn.nn
+      >>> print(jcnn.nn.summary(nn.serial(nn.Conv(8, (3, 3)), nn.Relu), (-1, 28, 28, 1)))
+      layer    output shape     params  dense equivalent    ratio
+      -------  ---------------  ------  ----------------  -------
+      0: Conv  (-1, 26, 26, 8)      80         4,245,280  53,066x
+      1: Relu  (-1, 26, 26, 8)       0
+      total                         80
+    """
     rows = summary_rows(model, input_shape)
     head = ("layer", "output shape", "params", "dense equivalent", "ratio")
     lines = []
     for i, r in enumerate(rows):
         dense = r["dense_params"]
         ratio = f"{dense / r['params']:,.0f}x" if dense else ""
-        lines.append((f"{i}: {r['name']}", str(r["output_shape"]), f"{r['params']:,}",
+        lines.append((r["name"], str(r["output_shape"]), f"{r['params']:,}",
                       f"{dense:,}" if dense else "", ratio))
     total = sum(r["params"] for r in rows)
     lines.append(("total", "", f"{total:,}", "", ""))

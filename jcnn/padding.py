@@ -27,7 +27,17 @@ import numpy as np
 PaddingLike = Union[str, int, Sequence[int | Sequence[int]]]
 Pairs = tuple[tuple[int, int], ...]
 
-__all__ = ["PaddingLike", "ntuple", "output_size", "padding_pairs", "same_padding"]
+__all__ = [
+    "PADDING_MODES",
+    "PaddingLike",
+    "border_pad",
+    "check_padding_mode",
+    "conv_out_shape",
+    "ntuple",
+    "output_size",
+    "padding_pairs",
+    "same_padding",
+]
 
 
 def _as_int(value, name: str, fn: str) -> int:
@@ -87,7 +97,13 @@ def padding_pairs(
     dilation: Sequence[int],
     fn: str,
 ) -> tuple[tuple[int, int], ...]:
-    """Any accepted padding form as one ``(low, high)`` pair of ints per spatial dim."""
+    """Any accepted padding form as one ``(low, high)`` pair of ints per spatial dim.
+
+    Examples:
+      >>> from jcnn import padding_pairs
+      >>> padding_pairs("SAME", (7, 8), (3, 2), (2, 1), (1, 1), "example")
+      ((1, 1), (0, 1))
+    """
     n = len(in_sizes)
     if isinstance(padding, str):
         mode = padding.upper()
@@ -213,6 +229,12 @@ def border_pad(x, pads, mode):
 
     Backward: the gradient of every copied pixel folds back onto its source
     pixel — ``dX[src(i)] += dX_pad[i]`` — one scatter-add per dim.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> x = jnp.arange(3.0).reshape(1, 3, 1)
+      >>> jcnn.border_pad(x, ((2, 1),), "reflect")[0, :, 0].tolist()
+      [2.0, 1.0, 0.0, 1.0, 2.0, 1.0]
     """
     return _mode_pad_forward(x, pads, mode)
 

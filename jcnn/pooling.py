@@ -36,19 +36,48 @@ from . import window as win
 from ._checks import acc_dtype, as_float_array, check_batched
 from .padding import PaddingLike, ntuple, padding_pairs
 
-__all__ = ["avg_pool", "global_avg_pool", "global_max_pool", "max_pool"]
+__all__ = ["avg_pool", "avg_pool1d", "avg_pool2d", "avg_pool3d", "global_avg_pool",
+           "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d", "global_max_pool",
+           "global_max_pool1d", "global_max_pool2d", "global_max_pool3d", "max_pool",
+           "max_pool1d", "max_pool2d", "max_pool3d", "max_pool_mask", "spatial_dims"]
 
 
-def _canonicalize(fn, x, window, stride, padding, ceil_mode):
+def spatial_dims(fn, x, size, name="window", nd=None) -> int:
+    """How many spatial dims a pool call means, and the rank check that goes with it.
+
+    The N-d functions (``nd is None``) read it from ``size`` — one entry per
+    spatial dim — never from ``x``: an unbatched image ``(H, W, C)`` would
+    otherwise pool as a batch of 1-D signals.  The rank-specific ones
+    (``max_pool2d`` …) are told ``nd`` and accept an int.
+    """
+    if nd is None:
+        if not isinstance(size, (tuple, list)):
+            guess = x.ndim - 2 if 1 <= x.ndim - 2 <= 3 else 2
+            raise TypeError(
+                f"{fn}: an int `{name}` ({size!r}) does not say how many spatial dims to "
+                f"pool; give one per spatial dim, e.g. {name}={(size,) * guess!r}, or call "
+                f"{fn}{guess}d(x, {size!r}) (x.shape={x.shape}; one unbatched example needs a "
+                f"batch axis first: x[None])")
+        nd = len(size)
+    if not 1 <= nd <= 3:
+        raise ValueError(f"{fn}: 1 to 3 spatial dims are supported, got {name}={size!r} "
+                         f"(x.shape={x.shape})")
+    if x.ndim != nd + 2:
+        raise ValueError(
+            f"{fn}: `x` must be {nd + 2}-d (N, {', '.join(['spatial'] * nd)}, C) to pool "
+            f"{nd} spatial dim{'s' * (nd > 1)}, got x.shape={x.shape}"
+            + ("; a single example needs a batch axis: x[None]" if x.ndim == nd + 1 else ""))
+    return nd
+
+
+def _canonicalize(fn, x, window, stride, padding, ceil_mode, nd=None):
     """Check a pool call; returns ``(x, window, stride, pads, out_shape, pads_total)``.
 
     ``pads`` is the declared padding; ``pads_total`` adds the high-side overhang
     that ``ceil_mode`` lets the last window reach (never counted by any divisor).
     """
     x = as_float_array(x, "x", fn)
-    nd = check_batched(x, "x", fn)
-    if nd > 3:
-        raise ValueError(f"{fn}: 1 to 3 spatial dims are supported, got x.shape={x.shape}")
+    nd = spatial_dims(fn, x, window, "window", nd)
     window = ntuple(window, nd, "window", fn)
     stride = window if stride is None else ntuple(stride, nd, "stride", fn)
     if not isinstance(ceil_mode, (bool, np.bool_)):
@@ -194,23 +223,23 @@ def max_pool(
     stride: int | tuple[int, ...] | None = None,
     padding: PaddingLike = "VALID",
     ceil_mode: bool = False,
-    return_indices: bool = False,
-) -> jax.Array | tuple[jax.Array, jax.Array]:
+) -> jax.Array:
     """Max pooling over ``(N, *spatial, C)`` (1–3 spatial dims), channels pooled apart.
 
     ``Y[n, p, c] = max_k X_pad[n, p·s + k, c]``
 
     Args:
       x: input ``(N, *spatial, C)``.
-      window: window size, an int or one per spatial dim.
+      window: window size, one per spatial dim — its length says how many
+        spatial dims are pooled (``max_pool2d(x, 2)`` takes an int).
       stride: defaults to ``window``.
       padding: same forms as :func:`jcnn.conv`; padding acts as −inf (never
         wins) and may be at most half the window on each side (as PyTorch).
       ceil_mode: PyTorch's rule — round the output size up, so a last window
         may overhang the input (it never starts in the padding).
 
-      return_indices: also return, per output, the flat spatial index of the
-        element that won (PyTorch's convention), for :func:`max_unpool`.
+    For the index of each window's winner (PyTorch's ``return_indices``), see
+    :func:`jcnn.max_pool_with_indices`.
 
     Backward: each window's cotangent goes to its first maximal element in
     row-major window order; ties are not split, NaN windows route to their
@@ -219,16 +248,16 @@ def max_pool(
     Examples:
       >>> import jax.numpy as jnp, jcnn
       >>> x = jnp.arange(16, dtype=jnp.float32).reshape(1, 4, 4, 1)
-      >>> jcnn.max_pool(x, 2)[0, :, :, 0]
+      >>> jcnn.max_pool(x, (2, 2))[0, :, :, 0]
       Array([[ 5.,  7.],
              [13., 15.]], dtype=float32)
     """
-    if return_indices:
-        return max_pool_with_indices(x, window, stride=stride, padding=padding,
-                                     ceil_mode=ceil_mode)
+    return _max_pool_nd("max_pool", None, x, window, stride, padding, ceil_mode)
+
+
+def _max_pool_nd(fn, nd, x, window, stride, padding, ceil_mode):
     x, window, stride, _, out_shape, pads_total = _canonicalize(
-        "max_pool", x, window, stride, padding, ceil_mode
-    )
+        fn, x, window, stride, padding, ceil_mode, nd)
     for w1, s1, p1, o1 in _passes(window, stride, pads_total, out_shape, x.shape[1:-1]):
         x = _max_pool(x, w1, s1, p1, o1)  # one spatial dim at a time (separable)
     return x
@@ -328,7 +357,8 @@ def avg_pool(
 
     Args:
       x: input ``(N, *spatial, C)``.
-      window: window size, an int or one per spatial dim.
+      window: window size, one per spatial dim — its length says how many
+        spatial dims are pooled (``avg_pool2d(x, 2)`` takes an int).
       stride: defaults to ``window``.
       padding: same forms as :func:`jcnn.conv`, at most half the window per side.
       count_include_pad: PyTorch's rule — ``True`` divides by the window size
@@ -342,209 +372,112 @@ def avg_pool(
     Examples:
       >>> import jax.numpy as jnp, jcnn
       >>> x = jnp.arange(16, dtype=jnp.float32).reshape(1, 4, 4, 1)
-      >>> jcnn.avg_pool(x, 2)[0, :, :, 0]
+      >>> jcnn.avg_pool(x, (2, 2))[0, :, :, 0]
       Array([[ 2.5,  4.5],
              [10.5, 12.5]], dtype=float32)
     """
-    fn = "avg_pool"
+    return _avg_pool_nd("avg_pool", None, x, window, stride, padding, count_include_pad,
+                        ceil_mode)
+
+
+def _avg_pool_nd(fn, nd, x, window, stride, padding, count_include_pad, ceil_mode):
     if not isinstance(count_include_pad, (bool, np.bool_)):
         raise TypeError(f"{fn}: `count_include_pad` must be a bool, got {count_include_pad!r}")
     x, window, stride, pads, out_shape, pads_total = _canonicalize(
-        fn, x, window, stride, padding, ceil_mode
-    )
+        fn, x, window, stride, padding, ceil_mode, nd)
     counts = _window_counts(x.shape[1:-1], window, stride, pads, out_shape,
                             bool(count_include_pad))
     return _avg_pool(x, window, stride, pads_total, out_shape, _Static(counts, x.shape[1:-1]))
 
 
 def global_max_pool(x: jax.typing.ArrayLike) -> jax.Array:
-    """Max over all spatial positions: ``(N, *spatial, C) → (N, C)`` (first-max rule)."""
-    x = as_float_array(x, "x", "global_max_pool")
-    check_batched(x, "x", "global_max_pool")
-    return max_pool(x, x.shape[1:-1]).reshape(x.shape[0], x.shape[-1])
+    """Max over all spatial positions: ``(N, *spatial, C) → (N, C)`` (first-max rule).
+
+    Every dim between the first and the last is spatial; to have the rank
+    checked, use :func:`global_max_pool2d` (``1d``, ``3d``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.global_max_pool(jnp.arange(8.0).reshape(1, 2, 2, 2)).tolist()
+      [[6.0, 7.0]]
+    """
+    return _global("global_max_pool", None, x, _max_pool_nd)
 
 
 def global_avg_pool(x: jax.typing.ArrayLike) -> jax.Array:
-    """Mean over all spatial positions: ``(N, *spatial, C) → (N, C)``."""
-    x = as_float_array(x, "x", "global_avg_pool")
-    check_batched(x, "x", "global_avg_pool")
-    return avg_pool(x, x.shape[1:-1]).reshape(x.shape[0], x.shape[-1])
+    """Mean over all spatial positions: ``(N, *spatial, C) → (N, C)``.
 
+    Every dim between the first and the last is spatial; to have the rank
+    checked, use :func:`global_avg_pool2d` (``1d``, ``3d``).
 
-# --------------------------------------------------------------------------- #
-# max_pool indices and max_unpool
-# --------------------------------------------------------------------------- #
-def _max_indices(x, y, window, stride, pads_total, out_shape):
-    """Flat spatial index (into the unpadded input) of each window's first maximum."""
-    sizes = x.shape[1:-1]
-    idx = jnp.zeros(y.shape, jnp.int32)
-    for k, hit in max_pool_mask(x, y, window, stride, pads_total, out_shape):
-        coords = np.meshgrid(*(np.arange(m) * s + kk - lo for m, s, kk, (lo, _) in
-                               zip(out_shape, stride, k, pads_total)), indexing="ij")
-        flat = np.ravel_multi_index([np.clip(c, 0, n - 1) for c, n in zip(coords, sizes)],
-                                    sizes).astype(np.int32)
-        idx = jnp.where(hit, flat.reshape(1, *out_shape, 1), idx)
-    return idx
-
-
-def max_pool_with_indices(x, window, *, stride=None, padding="VALID", ceil_mode=False):
-    """:func:`max_pool` plus, per output, the flat spatial index (row-major over the
-    unpadded input's spatial dims, per batch element and channel — PyTorch's
-    ``return_indices`` convention) of the element that won (the first maximum)."""
-    x, window, stride, _, out_shape, pads_total = _canonicalize(
-        "max_pool", x, window, stride, padding, ceil_mode)
-    y = max_pool(x, window, stride=stride, padding=padding, ceil_mode=ceil_mode)
-    xs, ys = jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)
-    return y, _max_indices(xs, ys, window, stride, pads_total, out_shape)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _unpool(y, indices, out_shape):
-    n, c = y.shape[0], y.shape[-1]
-    flat_y, flat_i = y.reshape(n, -1, c), indices.reshape(n, -1, c)
-    out = jnp.zeros((n, int(np.prod(out_shape)), c), y.dtype)
-    rows = jnp.arange(n)[:, None, None]
-    cols = jnp.arange(c)[None, None, :]
-    return out.at[rows, flat_i, cols].add(flat_y).reshape(n, *out_shape, c)
-
-
-def _unpool_fwd(y, indices, out_shape):
-    return _unpool(y, indices, out_shape), indices
-
-
-def _unpool_bwd(out_shape, indices, g):
-    # the transpose of a scatter-add is a gather: each value reads back its slot
-    n, c = g.shape[0], g.shape[-1]
-    flat_g = g.reshape(n, -1, c)
-    picked = jnp.take_along_axis(flat_g, indices.reshape(n, -1, c), axis=1)
-    return picked.reshape(indices.shape), None
-
-
-_unpool.defvjp(_unpool_fwd, _unpool_bwd)
-
-
-def max_unpool(y, indices, window, *, stride=None, padding=0, output_size=None) -> jax.Array:
-    """Put each pooled value back where its maximum came from; zeros elsewhere.
-
-    ``y`` and ``indices`` are ``max_pool(..., return_indices=True)``'s outputs.
-    The output's spatial size is ``output_size`` or PyTorch's default
-    ``(n − 1)·s − p_low − p_high + f``.  Values sharing an index (overlapping
-    windows with the same winner) are summed, so ``max_unpool`` is exactly the
-    transpose of gathering at ``indices`` — its backward.
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> jcnn.global_avg_pool(jnp.arange(8.0).reshape(1, 2, 2, 2)).tolist()
+      [[3.0, 4.0]]
     """
-    fn = "max_unpool"
-    y = as_float_array(y, "y", fn)
-    nd = check_batched(y, "y", fn)
-    indices = jnp.asarray(indices)
-    if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.shape != y.shape:
-        raise ValueError(f"{fn}: indices must be integers shaped like y, got "
-                         f"{indices.dtype}{list(indices.shape)} for y.shape={y.shape}")
-    window = ntuple(window, nd, "window", fn)
-    stride = window if stride is None else ntuple(stride, nd, "stride", fn)
-    pads = padding_pairs(padding, y.shape[1:-1], window, stride, (1,) * nd, fn)
-    if output_size is None:
-        out_shape = tuple((m - 1) * s - lo - hi + f for m, s, (lo, hi), f in
-                          zip(y.shape[1:-1], stride, pads, window))
-    else:
-        out_shape = ntuple(output_size, nd, "output_size", fn)
-    if not isinstance(indices, jax.core.Tracer) and indices.size:
-        hi = int(jnp.max(indices))
-        if int(jnp.min(indices)) < 0 or hi >= int(np.prod(out_shape)):
-            raise ValueError(f"{fn}: indices must lie in [0, {int(np.prod(out_shape))}) for "
-                             f"output size {out_shape}, got a maximum of {hi}")
-    return _unpool(y, indices.astype(jnp.int32), out_shape)
+    return _global("global_avg_pool", None, x, _avg_pool_nd)
 
 
-# --------------------------------------------------------------------------- #
-# adaptive pools (PyTorch's windows: start ⌊i·n/o⌋, end ⌈(i+1)·n/o⌉)
-# --------------------------------------------------------------------------- #
-def _adaptive_bounds(n: int, o: int):
-    return [(i * n // o, -(-(i + 1) * n // o)) for i in range(o)]
-
-
-def _avg_matrix(n: int, o: int) -> np.ndarray:
-    """``(o, n)``: row ``i`` averages input window ``i``."""
-    a = np.zeros((o, n))
-    for i, (s, e) in enumerate(_adaptive_bounds(n, o)):
-        a[i, s:e] = 1.0 / (e - s)
-    return a
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _adaptive_avg_last(x, n, o):
-    acc = acc_dtype(x.dtype)
-    a = jnp.asarray(_avg_matrix(n, o), acc)
-    return jnp.einsum("...n,on->...o", x.astype(acc), a).astype(x.dtype)
-
-
-def _adaptive_avg_last_fwd(x, n, o):
-    return _adaptive_avg_last(x, n, o), None
-
-
-def _adaptive_avg_last_bwd(n, o, _, g):
-    acc = acc_dtype(g.dtype)  # dX = Aᵀ dY: each cotangent spread evenly over its window
-    a = jnp.asarray(_avg_matrix(n, o), acc)
-    return (jnp.einsum("...o,on->...n", g.astype(acc), a).astype(g.dtype),)
-
-
-_adaptive_avg_last.defvjp(_adaptive_avg_last_fwd, _adaptive_avg_last_bwd)
-
-
-def _adaptive_max_forward(x, n, o):
-    parts = [jnp.max(x[..., s:e], axis=-1, keepdims=True) for s, e in _adaptive_bounds(n, o)]
-    return jnp.concatenate(parts, axis=-1)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _adaptive_max_last(x, n, o):
-    return _adaptive_max_forward(x, n, o)
-
-
-def _adaptive_max_last_fwd(x, n, o):
-    return _adaptive_max_forward(x, n, o), x
-
-
-def _adaptive_max_last_bwd(n, o, x, g):
-    # each window's cotangent to its first maximum (argmax picks the first; a NaN wins)
-    xs = jax.lax.stop_gradient(x)
-    dx = jnp.zeros(x.shape, g.dtype)
-    for i, (s, e) in enumerate(_adaptive_bounds(n, o)):
-        arg = s + jnp.argmax(xs[..., s:e], axis=-1)
-        dx = dx + jnp.where(jnp.arange(n) == arg[..., None], g[..., i:i + 1], 0)
-    return (dx,)
-
-
-_adaptive_max_last.defvjp(_adaptive_max_last_fwd, _adaptive_max_last_bwd)
-
-
-def _adaptive(fn, x, output_size, last_op):
+def _global(fn, nd, x, pool):
     x = as_float_array(x, "x", fn)
-    nd = check_batched(x, "x", fn)
-    if nd > 3:
-        raise ValueError(f"{fn}: 1 to 3 spatial dims are supported, got x.shape={x.shape}")
-    out = ntuple(output_size, nd, "output_size", fn)
-    for i in reversed(range(nd)):  # last dim first: row-major first maximum
-        axis = i + 1
-        n = x.shape[axis]
-        if n == 0:
-            raise ValueError(f"{fn}: spatial dim {i} of x.shape={x.shape} is empty")
-        if out[i] == n:
-            continue
-        xt = jnp.moveaxis(x, axis, -1)
-        x = jnp.moveaxis(last_op(xt, n, out[i]), -1, axis)
-    return x
+    window = x.shape[1:-1]
+    if nd is not None:
+        spatial_dims(fn, x, None, "window", nd)
+    elif x.ndim < 3:
+        check_batched(x, "x", fn)
+    args = (True, False) if pool is _avg_pool_nd else (False,)
+    return pool(fn, None, x, tuple(window), None, "VALID", *args).reshape(
+        x.shape[0], x.shape[-1])
 
 
-def adaptive_avg_pool(x: jax.typing.ArrayLike, output_size) -> jax.Array:
-    """Average pooling to a target spatial size (PyTorch's ``adaptive_avg_pool``).
+# --------------------------------------------------------------------------- #
+# Rank-checked entry points: max_pool2d(x, 2) and friends.
+# --------------------------------------------------------------------------- #
+def _rank_specific(nd):
+    shape = ", ".join(["N", *{1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}[nd], "C"])
+    unit = (3,) * nd
 
-    Output ``i`` averages input ``[⌊i·n/o⌋, ⌈(i+1)·n/o⌉)`` in each spatial dim;
-    windows may differ in size and overlap.  Backward: ``dX = Aᵀ dY``.
-    """
-    return _adaptive("adaptive_avg_pool", x, output_size, _adaptive_avg_last)
+    def max_pool_nd(x, window, *, stride=None, padding="VALID", ceil_mode=False):
+        return _max_pool_nd(f"max_pool{nd}d", nd, x, window, stride, padding, ceil_mode)
+
+    def avg_pool_nd(x, window, *, stride=None, padding="VALID", count_include_pad=True,
+                    ceil_mode=False):
+        return _avg_pool_nd(f"avg_pool{nd}d", nd, x, window, stride, padding,
+                            count_include_pad, ceil_mode)
+
+    def global_max_pool_nd(x):
+        return _global(f"global_max_pool{nd}d", nd, x, _max_pool_nd)
+
+    def global_avg_pool_nd(x):
+        return _global(f"global_avg_pool{nd}d", nd, x, _avg_pool_nd)
+
+    out = {}
+    for f, base, what in ((max_pool_nd, "max_pool", "window"),
+                          (avg_pool_nd, "avg_pool", "window"),
+                          (global_max_pool_nd, "global_max_pool", None),
+                          (global_avg_pool_nd, "global_avg_pool", None)):
+        name = f"{base}{nd}d"
+        f.__name__ = f.__qualname__ = name
+        call = f"jcnn.{name}(x, 3)" if what else f"jcnn.{name}(x)"
+        res = f"(2, {', '.join(['1'] * nd)}, 4)" if what else "(2, 4)"
+        f.__doc__ = (
+            f""":func:`{base}` for ``x`` of shape ``({shape})``: the rank is checked
+    {'and an int window means the same size in every spatial dim' if what else ''}.
+
+    Examples:
+      >>> import jax.numpy as jnp, jcnn
+      >>> x = jnp.ones((2, {', '.join(map(str, unit))}, 4))
+      >>> {call}.shape
+      {res}
+    """)
+        out[name] = f
+    return out
 
 
-def adaptive_max_pool(x: jax.typing.ArrayLike, output_size) -> jax.Array:
-    """Max pooling to a target spatial size (PyTorch's windows); gradients go to
-    each window's first maximum in row-major order, as :func:`max_pool`."""
-    return _adaptive("adaptive_max_pool", x, output_size, _adaptive_max_last)
+_RANK = {**_rank_specific(1), **_rank_specific(2), **_rank_specific(3)}
+max_pool1d, avg_pool1d = _RANK["max_pool1d"], _RANK["avg_pool1d"]
+max_pool2d, avg_pool2d = _RANK["max_pool2d"], _RANK["avg_pool2d"]
+max_pool3d, avg_pool3d = _RANK["max_pool3d"], _RANK["avg_pool3d"]
+global_max_pool1d, global_avg_pool1d = _RANK["global_max_pool1d"], _RANK["global_avg_pool1d"]
+global_max_pool2d, global_avg_pool2d = _RANK["global_max_pool2d"], _RANK["global_avg_pool2d"]
+global_max_pool3d, global_avg_pool3d = _RANK["global_max_pool3d"], _RANK["global_avg_pool3d"]

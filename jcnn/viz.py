@@ -17,7 +17,7 @@ import numpy as np
 
 from .convolution import conv, convolve2d, rot180
 from .padding import output_size
-from .pooling import max_pool
+from .pooling import max_pool2d
 
 __all__ = [
     "CLASSIC_KERNELS",
@@ -81,7 +81,7 @@ def max_pool_routes(x: np.ndarray, window: int = 2, stride: int | None = None) -
     windows route their gradient there (the first maximum in row-major order).
     """
     x = jnp.asarray(x, jnp.float32)[None, :, :, None]
-    y, vjp = jax.vjp(lambda x: max_pool(x, window, stride=stride), x)
+    y, vjp = jax.vjp(lambda x: max_pool2d(x, window, stride=stride), x)
     (g,) = vjp(jnp.ones_like(y))
     return np.asarray(g[0, :, :, 0]).round().astype(int)
 

@@ -30,17 +30,17 @@ KEY = jax.random.key(0)
 
 
 @pytest.mark.parametrize("layer,shape", [
-    (nn.Conv(5, 3), (2, 9, 9, 3)),
+    (nn.Conv(5, (3, 3)), (2, 9, 9, 3)),
     (nn.Conv(4, (3, 2), stride=2, padding="SAME", dilation=(1, 2)), (2, 9, 8, 2)),
-    (nn.Conv(6, 3, groups=3, padding=((1, 0),)), (1, 7, 3)),
+    (nn.Conv(6, (3,), groups=3, padding=((1, 0),)), (1, 7, 3)),
     (nn.Conv(2, (2, 2, 2), padding=1), (1, 4, 4, 4, 2)),
-    (nn.Conv(3, 3, padding=2, padding_mode="reflect"), (2, 6, 5, 2)),
-    (nn.ConvTranspose(4, 3, stride=2, padding=1, output_padding=1), (2, 5, 4, 3)),
+    (nn.Conv(3, (3, 3), padding=2, padding_mode="reflect"), (2, 6, 5, 2)),
+    (nn.ConvTranspose(4, (3, 3), stride=2, padding=1, output_padding=1), (2, 5, 4, 3)),
     (nn.ConvTranspose(4, (2, 2, 2), stride=2, groups=2), (1, 2, 3, 2, 2)),
     (nn.AdaptiveAvgPool((3, 2)), (2, 7, 5, 3)),
-    (nn.AdaptiveMaxPool(4), (2, 9, 3)),
-    (nn.MaxPool(2), (2, 9, 9, 3)),
-    (nn.MaxPool(3, stride=2, padding=1, ceil_mode=True), (2, 10, 9, 3)),
+    (nn.AdaptiveMaxPool((4,)), (2, 9, 3)),
+    (nn.MaxPool((2, 2)), (2, 9, 9, 3)),
+    (nn.MaxPool((3, 3), stride=2, padding=1, ceil_mode=True), (2, 10, 9, 3)),
     (nn.AvgPool((2, 3), count_include_pad=False, padding=1), (1, 6, 7, 2)),
     (nn.GlobalAvgPool, (2, 5, 5, 3)),
     (nn.GlobalMaxPool, (2, 5, 3)),
@@ -80,12 +80,12 @@ def test_initialisers_have_the_stated_scale():
 
 
 def test_init_says_which_layer_breaks():
-    model = nn.serial(nn.Conv(4, 3), nn.Relu, nn.Dense(3))
+    model = nn.serial(nn.Conv(4, (3, 3)), nn.Relu, nn.Dense(3))
     with pytest.raises(ValueError, match=r"serial: layer 2 \(Dense\) cannot take input shape "
                                          r"\(-1, 4, 4, 4\).*Flatten"):
         model.init(KEY, (-1, 6, 6, 1))
     with pytest.raises(ValueError, match=r"serial: layer 1 \(MaxPool\).*window 5 is larger"):
-        nn.serial(nn.Conv(2, 3), nn.MaxPool(5)).init(KEY, (-1, 6, 6, 1))
+        nn.serial(nn.Conv(2, (3, 3)), nn.MaxPool((5, 5))).init(KEY, (-1, 6, 6, 1))
     with pytest.raises(ValueError, match=r"layer 0 \(Conv\).*does not match the window"):
         nn.serial(nn.Conv(2, (3, 3))).init(KEY, (-1, 6, 1))
     with pytest.raises(TypeError, match="serial: argument 1 is not a Layer"):
@@ -97,7 +97,7 @@ def test_init_says_which_layer_breaks():
 
 
 def test_summary_numbers_by_hand():
-    model = nn.serial(nn.Conv(4, (3, 3)), nn.Relu, nn.MaxPool(2), nn.Flatten, nn.Dense(10))
+    model = nn.serial(nn.Conv(4, (3, 3)), nn.Relu, nn.MaxPool((2, 2)), nn.Flatten, nn.Dense(10))
     rows = nn.summary_rows(model, (-1, 6, 6, 1))
     # conv: 3·3·1·4 weights + 4 biases = 40; output 4·4·4 = 64 values from 36 inputs,
     # so a dense layer would need 36·64 + 64 = 2,368 parameters
@@ -130,7 +130,7 @@ def test_lax_twin_agrees_in_loss_and_gradients():
 
 
 def _small_model():
-    return nn.serial(nn.Conv(8, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool(2), nn.Flatten,
+    return nn.serial(nn.Conv(8, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool((2, 2)), nn.Flatten,
                      nn.Dense(10))
 
 
@@ -322,7 +322,7 @@ def test_sharded_step_equals_single_device_step():
         from jcnn.data import load_digits
         from jcnn.training import DataParallel, make_train_step
         assert len(jax.devices()) == 4, jax.devices()
-        model = nn.serial(nn.Conv(8, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool(2),
+        model = nn.serial(nn.Conv(8, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool((2, 2)),
                           nn.Flatten, nn.Dense(10))
         _, params = model.init(jax.random.key(0), (-1, 8, 8, 1))
         opt = optax.adam(1e-2)
@@ -357,3 +357,55 @@ def test_autoencoder_example_learns_and_draws(tmp_path):
     assert metrics["test_mse"] < 0.5 * metrics["baseline_mse"]  # beats the mean digit
     assert metrics["history"][-1] < metrics["history"][0]
     assert (tmp_path / "reconstructions.png").stat().st_size > 2000
+
+
+# ------------------------------------------------------------------ first-hour surprises
+@pytest.mark.parametrize("make", [lambda: nn.Conv(16, 3), lambda: nn.ConvTranspose(4, 2),
+                                  lambda: nn.MaxPool(2), lambda: nn.AvgPool(2),
+                                  lambda: nn.AdaptiveAvgPool(1)])
+def test_int_windows_in_layers_are_refused(make):
+    """An int window would build a 1-D model from an unbatched (H, W, C) shape."""
+    with pytest.raises(TypeError, match=r"an int `(window|output_size)` .* does not say how "
+                                        r"many spatial dims"):
+        make()
+
+
+def test_unbatched_input_shape_is_an_error_not_a_1d_model():
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv\).*does not match the window"):
+        nn.serial(nn.Conv(16, (3, 3))).init(KEY, (8, 8, 1))
+
+
+def test_apply_errors_name_the_layer():
+    model = nn.serial(nn.Conv(4, (3, 3)), nn.Relu, nn.Flatten, nn.Dense(3))
+    _, params = model.init(KEY, (-1, 6, 6, 1))
+    with pytest.raises(ValueError, match=r"serial: layer 0 \(Conv\) failed on input shape "
+                                         r"\(2, 6, 6, 2\): conv: x has 2 channels"):
+        model.apply(params, jnp.ones((2, 6, 6, 2), jnp.float32))
+
+
+def test_summary_shows_nested_blocks_without_initialising():
+    block = nn.serial(nn.Conv(4, (3, 3), padding="SAME"), nn.Relu)
+    model = nn.serial(block, nn.MaxPool((2, 2)), nn.Flatten, nn.Dense(10))
+    rows = nn.summary_rows(model, (-1, 8, 8, 1))
+    assert [r["name"] for r in rows] == ["0.0: Conv", "0.1: Relu", "1: MaxPool", "2: Flatten",
+                                         "3: Dense"]
+    assert [r["params"] for r in rows] == [3 * 3 * 1 * 4 + 4, 0, 0, 0, 4 * 4 * 4 * 10 + 10]
+    assert rows[-1]["output_shape"] == (-1, 10)
+    table = nn.summary(model, (-1, 8, 8, 1))
+    assert "0.1: Relu" in table and "3: Dense" in table
+    # shapes only: 10¹⁰ weights (40 GB of f32) would not fit if they were initialised
+    huge = nn.summary_rows(nn.serial(nn.Flatten, nn.Dense(100_000)), (-1, 100_000))
+    assert huge[-1]["params"] == 100_000 * 100_000 + 100_000
+
+
+def test_layers_take_jax_initializers():
+    init = jax.nn.initializers.constant(0.5)
+    _, p = nn.Conv(2, (3, 3), w_init=init).init(KEY, (-1, 5, 5, 1))
+    assert p["w"].shape == (3, 3, 1, 2) and float(p["w"].min()) == float(p["w"].max()) == 0.5
+    _, p = nn.Dense(3, w_init=jax.nn.initializers.lecun_normal()).init(KEY, (-1, 4000))
+    std = float(jnp.std(p["w"]))
+    assert abs(std - (1 / 4000) ** 0.5) < 0.1 * (1 / 4000) ** 0.5  # fan-in from axis -2
+    _, p = nn.Conv(64, (3, 3)).init(KEY, (-1, 5, 5, 32))  # default: He normal, fan-in 3·3·32
+    assert abs(float(jnp.std(p["w"])) - (2 / 288) ** 0.5) < 0.1 * (2 / 288) ** 0.5
+    with pytest.raises(TypeError, match=r"Conv: `w_init` must be a JAX initializer"):
+        nn.Conv(2, (3, 3), w_init="he")

@@ -187,7 +187,7 @@ def test_max_pool_nan_window_outputs_nan_and_routes_to_first_nan():
     x = np.arange(16.0).reshape(1, 4, 4, 1)
     x[0, 1, 0, 0] = np.nan
     x[0, 1, 1, 0] = np.nan
-    y, vjp = jax.vjp(lambda x: jcnn.max_pool(x, 2), x)
+    y, vjp = jax.vjp(lambda x: jcnn.max_pool2d(x, 2), x)
     assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y[0, 0, 1, 0]) and np.isfinite(y[0, 1]).all()
     (g,) = vjp(np.ones(y.shape))
     assert g.sum() == 4 and g[0, 1, 0, 0] == 1 and g[0, 1, 1, 0] == 0
@@ -197,7 +197,7 @@ def test_max_pool_infinities():
     x = np.full((2, 4, 4, 1), -np.inf)
     x[1] = np.random.default_rng(0).standard_normal((4, 4, 1))
     x[1, 0, 0, 0] = np.inf
-    y, vjp = jax.vjp(lambda x: jcnn.max_pool(x, 2, padding=1), x)
+    y, vjp = jax.vjp(lambda x: jcnn.max_pool2d(x, 2, padding=1), x)
     assert np.all(y[0] == -np.inf) and y[1, 0, 0, 0] == np.inf
     (g,) = vjp(np.ones(y.shape))
     assert np.isfinite(g).all() and g[0].sum() == y[0].size and g[1].sum() == y[1].size
@@ -207,14 +207,14 @@ def test_max_pool_infinities():
 
 def test_overlapping_windows_accumulate():
     x = jnp.array([[0.0, 5.0, 1.0, 0.0]]).reshape(1, 4, 1)
-    g = jax.grad(lambda x: jnp.sum(jcnn.max_pool(x, 2, stride=1)))(x)
+    g = jax.grad(lambda x: jnp.sum(jcnn.max_pool1d(x, 2, stride=1)))(x)
     np.testing.assert_array_equal(g[0, :, 0], [0, 2, 1, 0])
 
 
 def test_mask_of_maxima_article_example():
     """The article's picture: a 4×4 input, 2×2 windows, the max of each receives dA."""
     x = jnp.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4.0]]).reshape(1, 4, 4, 1)
-    y, vjp = jax.vjp(lambda x: jcnn.max_pool(x, 2), x)
+    y, vjp = jax.vjp(lambda x: jcnn.max_pool2d(x, 2), x)
     np.testing.assert_array_equal(y[0, :, :, 0], [[6, 8], [3, 4]])
     (g,) = vjp(jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1))
     np.testing.assert_array_equal(g[0, :, :, 0], [[0, 0, 0, 0], [0, 1, 0, 2],
@@ -235,19 +235,19 @@ def test_global_pools(pool, ref, shape):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
 def test_pools_low_precision(dtype):
     x = jnp.ones((1, 40, 40, 1), dtype)
-    assert float(jcnn.avg_pool(x, 40)[0, 0, 0, 0]) == 1.0  # 1,600 ones summed in f32
-    y = jcnn.max_pool(x * 3, 4)
+    assert float(jcnn.avg_pool2d(x, 40)[0, 0, 0, 0]) == 1.0  # 1,600 ones summed in f32
+    y = jcnn.max_pool2d(x * 3, 4)
     assert y.dtype == dtype and float(y.max()) == 3.0
-    g = jax.grad(lambda x: jnp.sum(jcnn.avg_pool(x, 2).astype(jnp.float32)))(x)
+    g = jax.grad(lambda x: jnp.sum(jcnn.avg_pool2d(x, 2).astype(jnp.float32)))(x)
     assert g.dtype == dtype and float(g[0, 0, 0, 0]) == 0.25
 
 
 def test_pools_vmap_and_zero_batch():
     x = np.random.default_rng(1).standard_normal((3, 2, 6, 6, 2))
-    y = jax.vmap(lambda x: jcnn.max_pool(x, 2))(x)
+    y = jax.vmap(lambda x: jcnn.max_pool2d(x, 2))(x)
     np.testing.assert_array_equal(y[1], lax_max_pool(x[1], (2, 2), (2, 2), ((0, 0), (0, 0))))
-    assert jcnn.avg_pool(np.ones((0, 4, 4, 1)), 2).shape == (0, 2, 2, 1)
-    g = jax.grad(lambda x: jnp.sum(jcnn.max_pool(x, 2)))(np.ones((0, 4, 4, 1)))
+    assert jcnn.avg_pool2d(np.ones((0, 4, 4, 1)), 2).shape == (0, 2, 2, 1)
+    g = jax.grad(lambda x: jnp.sum(jcnn.max_pool2d(x, 2)))(np.ones((0, 4, 4, 1)))
     assert g.shape == (0, 4, 4, 1)
 
 

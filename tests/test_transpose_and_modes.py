@@ -232,14 +232,14 @@ def test_adaptive_pools_match_loop_oracle(nd, seed, data):
 
 def test_adaptive_max_ties_and_global_equivalence():
     x = jnp.ones((1, 5, 5, 1))
-    g = jax.grad(lambda x: jnp.sum(jcnn.adaptive_max_pool(x, 2)))(x)
+    g = jax.grad(lambda x: jnp.sum(jcnn.adaptive_max_pool(x, (2, 2))))(x)
     # windows [0,3) and [2,5) per dim: first maxima at (0,0), (0,2), (2,0), (2,2)
     assert float(g.sum()) == 4 and g[0, 0, 0, 0] == 1 and g[0, 2, 2, 0] == 1
     x = np.random.default_rng(0).standard_normal((2, 6, 4, 3))
-    np.testing.assert_allclose(jcnn.adaptive_avg_pool(x, 1)[:, 0, 0], jcnn.global_avg_pool(x))
+    np.testing.assert_allclose(jcnn.adaptive_avg_pool(x, (1, 1))[:, 0, 0], jcnn.global_avg_pool(x))
     np.testing.assert_allclose(jcnn.adaptive_max_pool(x, (3, 2)), jcnn.max_pool(x, (2, 2)))
     with pytest.raises(ValueError, match="adaptive_avg_pool: `output_size` must be >= 1"):
-        jcnn.adaptive_avg_pool(x, 0)
+        jcnn.adaptive_avg_pool(x, (2, 0))
 
 
 # ------------------------------------------------------------------ indices and unpool
@@ -254,7 +254,7 @@ def test_return_indices_and_max_unpool(nd, seed, data):
     x = rng.integers(0, 3, (2, *sizes, 2)).astype(np.float64)  # many ties
     @jax.jit
     def run(x, z):
-        y, idx = jcnn.max_pool(x, window, stride=stride, padding=pads, return_indices=True)
+        y, idx = jcnn.max_pool_with_indices(x, window, stride=stride, padding=pads)
         y2 = jcnn.max_pool(x, window, stride=stride, padding=pads)
         g = jax.grad(lambda x: jnp.sum(jcnn.max_pool(x, window, stride=stride,
                                                      padding=pads)))(x)
@@ -284,15 +284,15 @@ def test_return_indices_and_max_unpool(nd, seed, data):
 
 def test_max_unpool_default_size_and_errors():
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
-    y, idx = jcnn.max_pool(x, 2, return_indices=True)
-    up = jcnn.max_unpool(y, idx, 2)
+    y, idx = jcnn.max_pool_with_indices(x, (2, 2))
+    up = jcnn.max_unpool(y, idx, (2, 2))
     assert up.shape == (1, 4, 4, 1)  # (2 − 1)·2 + 2
     np.testing.assert_array_equal(up[0, :, :, 0], np.where(np.isin(np.arange(16), [5, 7, 13, 15]),
                                                            np.arange(16.0), 0).reshape(4, 4))
     with pytest.raises(ValueError, match="max_unpool: indices must be integers shaped like y"):
-        jcnn.max_unpool(y, idx[..., :0], 2)
+        jcnn.max_unpool(y, idx[..., :0], (2, 2))
     with pytest.raises(ValueError, match=r"max_unpool: indices must lie in \[0, 4\)"):
-        jcnn.max_unpool(y, idx, 2, output_size=(2, 2))
+        jcnn.max_unpool(y, idx, (2, 2), output_size=(2, 2))
 
 
 @pytest.mark.parametrize("name,fn,shape", [
@@ -307,7 +307,7 @@ def test_max_unpool_default_size_and_errors():
     ("conv_transpose", lambda x: jcnn.conv_transpose(x, jnp.ones((3, 3, 2, 2)) * 0.3,
                                                      stride=2, padding=1,
                                                      output_padding=1), (1, 3, 3, 2)),
-    ("unpool", lambda x: jcnn.max_unpool(*jcnn.max_pool(x, 2, return_indices=True), 2),
+    ("unpool", lambda x: jcnn.max_unpool(*jcnn.max_pool_with_indices(x, (2, 2)), (2, 2)),
      (1, 4, 4, 2)),
 ])
 def test_new_ops_check_grads_order_2(name, fn, shape):
