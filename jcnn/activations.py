@@ -1,5 +1,8 @@
 """Activations ``A = g(Z)`` with their explicit derivatives (article §7, §9).
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§7, §9).
+
 Each is a ``jax.custom_jvp`` whose tangent rule is the explicit derivative
 ``g′(Z)``; JAX transposes it into the backward the article writes as
 

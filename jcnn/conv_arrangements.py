@@ -1,5 +1,8 @@
 """The arrangements of conv's windowed sums: forward, dX and dW, one function each.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§3, §6, §9).
+
 Every forward arrangement computes the article's sum (§3, §6, §7)::
 
     Z[n, p, o] = Σ_k Σ_i  X_pad[n, p·s + k·d, i] · W[k, i, o]

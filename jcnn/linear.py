@@ -1,5 +1,8 @@
 """The dense head: ``Z = X W + b`` (article §1, §7) and ``flatten``.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§1, §7).
+
 Backward, written by hand::
 
     dX = dZ Wᵀ        dW = Xᵀ dZ        db = Σ_n dZ[n]

@@ -1,5 +1,8 @@
 """Softmax cross-entropy with integer labels, and its hand-written backward.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(the classifier head).
+
     L = (1/N) Σ_n [ log Σ_k e^{Z[n,k]} − Z[n, y_n] ]          (log-sum-exp)
     dZ = (softmax(Z) − onehot(y)) / N
 """

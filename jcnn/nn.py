@@ -1,5 +1,8 @@
 """A functional layer API in the stax/optax tradition.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§7–§8).
+
 A layer is a :class:`Layer` — a NamedTuple of two pure functions::
 
     init(key, input_shape) -> (output_shape, params)

@@ -1,5 +1,8 @@
 """Argument canonicalisation shared by every windowed op: tuples, paddings, sizes.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§4–§5).
+
 The article's output-size formula (§4–§5) lives here::
 
     n_out = ⌊(n + p_low + p_high − f_eff) / s⌋ + 1,   f_eff = (f − 1)·d + 1

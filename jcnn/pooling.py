@@ -1,5 +1,8 @@
 """Max and average pooling as windowed reductions, with hand-written backwards.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§10–§11).
+
 Layout is channels-last, ``x`` is ``(N, *spatial, C)``; each channel is pooled
 on its own (article §10).  The windows are the same strided slices ``conv``
 sums over (:mod:`jcnn.window`); pooling reduces them with ``max`` or the mean.

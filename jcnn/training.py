@@ -10,9 +10,11 @@ an optax update.  With several devices the batch is sharded over a
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -29,14 +31,20 @@ from .nn import Layer
 __all__ = ["DataParallel", "History", "evaluate", "fit", "make_eval_step", "make_train_step"]
 
 
-def make_train_step(model: Layer, optimizer: optax.GradientTransformation) -> Callable:
-    """``step(params, opt_state, x, y, key) -> (params, opt_state, loss, accuracy)``, jitted."""
+def make_train_step(model: Layer, optimizer: optax.GradientTransformation,
+                    loss: Callable = softmax_cross_entropy) -> Callable:
+    """``step(params, opt_state, x, y, key) -> (params, opt_state, loss, accuracy)``, jitted.
+
+    ``loss(logits, labels)`` is a scalar.  ``params`` and ``opt_state`` are
+    donated: their buffers are reused for the updated ones, so pass the
+    returned values to the next step (the old ones are invalidated).
+    """
 
     def loss_fn(params, x, y, key):
         logits = model.apply(params, x, key=key, train=True)
-        return softmax_cross_entropy(logits, y), logits
+        return loss(logits, y), logits
 
-    @jax.jit
+    @partial(jax.jit, donate_argnums=(0, 1))
     def train_step(params, opt_state, x, y, key):
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -78,7 +86,9 @@ class DataParallel:
         return tuple(jax.device_put(a, self.batch) for a in arrays)
 
     def replicate(self, tree):
-        return jax.device_put(tree, self.replicated)
+        """Copies of ``tree`` on every device: never the caller's own buffers, which the
+        train step's donation would otherwise invalidate."""
+        return jax.device_put(tree, self.replicated, may_alias=False)
 
 
 def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | None = None):
@@ -131,13 +141,19 @@ def fit(
     parallel: DataParallel | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    loss: Callable = softmax_cross_entropy,
 ):
-    """Train ``model`` with adam on ``data = (x_train, y_train, x_test, y_test)``.
+    """Train ``model`` on ``data = (x_train, y_train, x_test, y_test)``.
 
-    The learning rate follows a cosine decay from ``lr`` to 0 over all
+    ``optimizer`` is any optax ``GradientTransformation``; by default adam
+    whose learning rate follows a cosine decay from ``lr`` to 0 over all
     ``epochs`` (so a resumed run with the same ``epochs`` continues exactly).
+    ``loss(logits, labels)`` is the training loss (softmax cross-entropy by
+    default; evaluation reports cross-entropy and accuracy).
     ``stop_after`` ends this call after that many epochs, as an interruption
-    would; ``resume`` picks up from the checkpoint.
+    would; ``resume`` picks up from the checkpoint.  ``progress`` shows a
+    tqdm bar when tqdm is installed, else one line per epoch.
 
     Shuffled mini-batches (a fresh permutation each epoch, the last partial
     batch dropped so every step has one shape), evaluation on the held-out
@@ -145,7 +161,9 @@ def fit(
     epoch when ``out_dir`` is given, and with ``resume`` a restart from it.
 
     Returns ``(params, history, stats)``; ``stats`` holds the training seconds
-    (compile excluded), images per second and epochs run.
+    of this call (the train step is compiled before the clock starts, so
+    compilation is excluded: it is ``stats["compile_seconds"]``), images per
+    second and epochs run.
     """
     x_tr, y_tr, x_te, y_te = data
     parallel = parallel or DataParallel(jax.devices()[:1])
@@ -155,7 +173,11 @@ def fit(
     if batch_size > len(x_tr):
         raise ValueError(f"fit: batch_size {batch_size} exceeds the {len(x_tr)} training images")
     steps_total = max(epochs * (len(x_tr) // batch_size), 1)
-    optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps_total))
+    if optimizer is None:
+        optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps_total))
+    elif not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"fit: `optimizer` must be an optax.GradientTransformation, got "
+                        f"{type(optimizer).__name__}")
     key = jax.random.key(seed)
     init_key, key = jax.random.split(key)
     _, params = model.init(init_key, input_shape)
@@ -169,14 +191,14 @@ def fit(
         start_epoch = int(meta["epoch"])
         history = History(**meta["history"])
     params, opt_state = parallel.replicate((params, opt_state))
-    train_step, eval_step = make_train_step(model, optimizer), make_eval_step(model)
+    train_step, eval_step = make_train_step(model, optimizer, loss), make_eval_step(model)
     steps = len(x_tr) // batch_size
     last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm  # an examples dependency; only needed for the bar
-
-        bar = tqdm(total=(last_epoch - start_epoch) * steps, unit="step", leave=True)
+    t0 = time.perf_counter()  # compile once, before the clock starts
+    xb, yb = parallel.shard(x_tr[:batch_size], y_tr[:batch_size])
+    train_step = train_step.lower(params, opt_state, xb, yb, key).compile()
+    compile_seconds = time.perf_counter() - t0
+    bar = _progress_bar((last_epoch - start_epoch) * steps) if progress else None
     train_seconds, images = 0.0, 0
     for epoch in range(start_epoch, last_epoch):
         # the same permutation and step keys whether resumed or not
@@ -198,9 +220,8 @@ def fit(
                                     acc=f"{float(acc):.3f}")
         jax.block_until_ready(params)
         seconds = time.perf_counter() - t0
-        if epoch > start_epoch or last_epoch - start_epoch == 1:  # first includes compile
-            train_seconds += seconds
-            images += steps * batch_size
+        train_seconds += seconds
+        images += steps * batch_size
         test_loss, test_acc = evaluate(eval_step, params, x_te, y_te, parallel=parallel)
         history.train_loss.append(float(np.mean(losses)))
         history.train_accuracy.append(float(np.mean(accs)))
@@ -210,6 +231,9 @@ def fit(
         if bar is not None:
             bar.set_postfix(epoch=epoch + 1, loss=f"{history.train_loss[-1]:.4f}",
                             test_acc=f"{test_acc:.4f}")
+        elif progress:
+            print(f"epoch {epoch + 1}/{epochs}: loss {history.train_loss[-1]:.4f}, "
+                  f"test accuracy {test_acc:.4f} ({seconds:.1f} s)", flush=True)
         if ckpt is not None:
             checkpoint.save(ckpt, (params, opt_state),
                             metadata={"epoch": epoch + 1, "history": history.as_dict(),
@@ -219,5 +243,18 @@ def fit(
     ran = last_epoch - start_epoch
     stats = {"train_seconds": float(sum(history.seconds[-ran:])) if ran > 0 else 0.0,
              "images_per_second": images / train_seconds if train_seconds else 0.0,
+             "compile_seconds": compile_seconds,
              "epochs": len(history.test_accuracy)}
     return params, history, stats
+
+
+def _progress_bar(total):
+    """A tqdm bar when tqdm is installed (an optional extra), else None (``fit``
+    then prints one line per epoch)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        print("fit: tqdm is not installed; printing one line per epoch instead of a bar",
+              file=sys.stderr)
+        return None
+    return tqdm(total=total, unit="step", leave=True)

@@ -1,5 +1,8 @@
 """The one windowed-sum iterator that ``conv`` and the pools share.
 
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§3, §6, §10).
+
 A windowed op over a padded input ``xp`` of shape ``(N, *spatial, C)`` visits
 every kernel offset ``k`` (row-major over the window) and reads the strided
 slice
