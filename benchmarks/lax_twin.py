@@ -1,80 +1,16 @@
-"""A model's twin built from XLA's own ops: ``lax.conv_general_dilated`` and
-``lax.reduce_window`` with plain autodiff — the oracle and the speed baseline
-for models written with :mod:`jcnn.nn`.  It reads the same params."""
+"""The speed baseline: the tests' oracles (``tests/oracles.py``, the one
+implementation of lax's convolution, pooling and model twin) at JAX's default
+precision — what a user of ``lax.conv_general_dilated`` would run."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
+from functools import partial
 
-import jcnn
-from jcnn.padding import ntuple, padding_pairs
+from tests.oracles import lax_avg_pool, lax_max_pool
+from tests.oracles import lax_conv as _lax_conv
+from tests.oracles import lax_twin as _lax_twin
 
+__all__ = ["lax_avg_pool", "lax_conv", "lax_max_pool", "lax_twin"]
 
-def _dims(nd):
-    sp = "DHW"[3 - nd:]
-    return f"N{sp}C", f"{sp}IO", f"N{sp}C"
-
-
-def lax_conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1):
-    nd = x.ndim - 2
-    stride, dilation = ntuple(stride, nd, "stride", "lax"), ntuple(dilation, nd, "d", "lax")
-    pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation, "lax")
-    dn = lax.conv_dimension_numbers(x.shape, w.shape, _dims(nd))
-    y = lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,
-                                 dimension_numbers=dn, feature_group_count=groups)
-    return y if b is None else y + b
-
-
-def _pool_geometry(x, window, stride, padding):
-    nd = x.ndim - 2
-    window = ntuple(window, nd, "window", "lax")
-    stride = window if stride is None else ntuple(stride, nd, "stride", "lax")
-    pads = padding_pairs(padding, x.shape[1:-1], window, stride, (1,) * nd, "lax")
-    return (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
-
-
-def lax_max_pool(x, window, stride=None, padding="VALID"):
-    dims, strides, pads = _pool_geometry(x, window, stride, padding)
-    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, dims, strides, pads)
-
-
-def lax_avg_pool(x, window, stride=None, padding="VALID"):
-    dims, strides, pads = _pool_geometry(x, window, stride, padding)
-    total = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, dims, strides, pads)
-    return total / np.prod(dims)
-
-
-def lax_twin(model: jcnn.nn.Layer):
-    """``apply(params, x)`` (inference) of ``model`` with lax convolutions and pools."""
-    layers = model.layers or (model,)
-
-    def apply(params, x, *, key=None, train=False):
-        for layer, p in zip(layers, params):
-            cfg = dict(layer.config)
-            if layer.name == "Conv":
-                x = lax_conv(x, p["w"], p.get("b"), stride=cfg["stride"],
-                             padding=cfg["padding"], dilation=cfg["dilation"],
-                             groups=cfg["groups"])
-            elif layer.name in ("MaxPool", "AvgPool"):
-                if cfg.get("ceil_mode"):
-                    raise NotImplementedError("lax_twin: ceil_mode")
-                pool = lax_max_pool if layer.name == "MaxPool" else lax_avg_pool
-                x = pool(x, cfg["window"], cfg["stride"], cfg["padding"])
-            elif layer.name == "Dense":
-                x = x @ p["w"] + (p["b"] if "b" in p else 0)
-            elif layer.name == "Relu":
-                x = jnp.where(x > 0, x, 0.0)  # relu′(0) = 0, as jcnn.relu
-            elif layer.name == "Flatten":
-                x = x.reshape(x.shape[0], -1)
-            elif layer.name == "GlobalAvgPool":
-                x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
-            elif layer.name == "Dropout":
-                if train:
-                    raise NotImplementedError("lax_twin: dropout in training mode")
-            else:
-                raise NotImplementedError(f"lax_twin: layer {layer.name}")
-        return x
-
-    return apply
+lax_conv = partial(_lax_conv, precision=None)
+lax_twin = partial(_lax_twin, precision=None)

@@ -36,13 +36,14 @@ def worker(seed: int, count: int) -> None:
     jax.config.update("jax_disable_most_optimizations", True)
     import jax.numpy as jnp
     import numpy as np
+    from cases import conv_cases
     from hypothesis import HealthCheck, given, settings
-    from strategies import conv_cases, lax_conv
+    from oracles import lax_conv
 
     import jcnn
 
     def lax_fn(case):
-        return lambda x, w: lax_conv(x, w, stride=case.stride, pads=case.pads,
+        return lambda x, w: lax_conv(x, w, stride=case.stride, padding=case.pads,
                                      dilation=case.dilation, groups=case.groups)
 
     def parts(case):

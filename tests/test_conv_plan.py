@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from strategies import lax_conv
+from oracles import lax_conv
 
 import jcnn
 from jcnn import conv_arrangements as arr
@@ -96,7 +96,7 @@ def test_platform_dependent_runs_the_cpu_branch_here():
     geo = _geo(x.shape, w.shape)
     assert len(conv_plan.plans_for(geo, x.dtype)) >= 1
     got = jax.jit(lambda x, w: jcnn.conv(x, w, padding=1))(x, w)
-    want = lax_conv(x, w, stride=(1, 1), pads=((1, 1),) * 2, dilation=(1, 1), groups=1)
+    want = lax_conv(x, w, stride=(1, 1), padding=((1, 1),) * 2, dilation=(1, 1), groups=1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -208,7 +208,7 @@ def test_precision_values_match_lax_at_highest():
     w = rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
     got = jcnn.conv(x, w, stride=2, padding=1, precision="highest")
     want = lax_conv(x.astype(np.float64), w.astype(np.float64), stride=(2, 2),
-                    pads=((1, 1),) * 2, dilation=(1, 1), groups=1)
+                    padding=((1, 1),) * 2, dilation=(1, 1), groups=1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     y = jcnn.conv_transpose(x, w.transpose(0, 1, 3, 2)[..., :3], stride=2, precision="highest")
     assert y.shape == (2, 15, 15, 5)

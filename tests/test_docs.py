@@ -25,3 +25,19 @@ from jcnn import (
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_tutorial_code_runs_in_order():
+    """docs/tutorial.md's code blocks, executed as one program (their asserts hold)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tutorial.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 12  # the imports and one per section, §1–§11
+    env = {}
+    for i, block in enumerate(blocks):
+        try:
+            exec(compile(block, f"tutorial block {i}", "exec"), env)  # noqa: S102
+        except Exception as e:  # name the block that broke
+            raise AssertionError(f"tutorial block {i} failed:\n{block}") from e

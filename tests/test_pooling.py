@@ -6,10 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cases import PoolCase, finite_difference_check, pool_cases
 from hypothesis import example, given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
-from strategies import PoolCase, finite_difference_check, lax_max_pool, lax_sum_pool, pool_cases
+from oracles import lax_max_pool, lax_sum_pool
 
 import jcnn
 

@@ -1,4 +1,5 @@
-"""Shared Hypothesis strategies and lax oracles for the windowed ops."""
+"""Shared Hypothesis strategies (conv and pool cases) and a finite-difference check;
+the lax oracles are in ``oracles.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
-from jax import lax
 
 
 @dataclass(frozen=True)
@@ -86,29 +86,6 @@ def conv_cases(draw, nd=None, max_kernel=5, max_stride=3, max_dilation=3, batch=
         stride=stride, padding=padding, pads=pads, dilation=dilation, groups=groups,
         bias=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)),
     )
-
-
-def lax_conv(x, w, b=None, *, stride, pads, dilation, groups):
-    """The oracle: ``lax.conv_general_dilated`` in channels-last layout."""
-    nd = x.ndim - 2
-    sp = "DHW"[3 - nd:] if nd <= 3 else "".join(chr(ord("a") + i) for i in range(nd))
-    dn = lax.conv_dimension_numbers(x.shape, w.shape, (f"N{sp}C", f"{sp}IO", f"N{sp}C"))
-    y = lax.conv_general_dilated(
-        x, w, tuple(stride), tuple(pads), rhs_dilation=tuple(dilation),
-        dimension_numbers=dn, feature_group_count=groups,
-        precision=lax.Precision.HIGHEST,
-    )
-    return y if b is None else y + b
-
-
-def lax_max_pool(x, window, stride, pads):
-    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *window, 1),
-                             (1, *stride, 1), ((0, 0), *pads, (0, 0)))
-
-
-def lax_sum_pool(x, window, stride, pads):
-    return lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, *window, 1),
-                             (1, *stride, 1), ((0, 0), *pads, (0, 0)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""Data loading (jcnn/data.py): IDX files and the MNIST loader."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from jcnn.data import load_mnist, read_idx, write_idx
+
+
+def _write_mnist(d, n_train=64, n_test=32, compress=False, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = {"train": rng.integers(0, 10, n_train), "t10k": rng.integers(0, 10, n_test)}
+    for split, lab in labels.items():
+        # a learnable toy: class c lights up row block c
+        img = rng.integers(0, 40, (len(lab), 28, 28)).astype(np.uint8)
+        for i, c in enumerate(lab):
+            img[i, 2 * c + 4:2 * c + 7, 4:24] = 255
+        write_idx(d / f"{split}-images-idx3-ubyte{'.gz' if compress else ''}", img,
+                  compress=compress)
+        write_idx(d / f"{split}-labels-idx1-ubyte{'.gz' if compress else ''}",
+                  lab.astype(np.uint8), compress=compress)
+    return labels
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_round_trip_and_mnist_loader(tmp_path, compress):
+    labels = _write_mnist(tmp_path, compress=compress)
+    x_tr, y_tr, x_te, y_te = load_mnist(tmp_path)
+    assert x_tr.shape == (64, 28, 28, 1) and x_te.shape == (32, 28, 28, 1)
+    assert x_tr.dtype == np.float32 and 0 <= x_tr.min() and x_tr.max() == 1.0
+    np.testing.assert_array_equal(y_tr, labels["train"])
+    a = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 5
+    write_idx(tmp_path / "a.idx", a)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), a)
+
+
+def test_idx_hand_written_bytes(tmp_path):
+    raw = bytes([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])
+    (tmp_path / "m").write_bytes(raw)
+    np.testing.assert_array_equal(read_idx(tmp_path / "m"), [[1, 2, 3], [4, 5, 6]])
+    (tmp_path / "m.gz").write_bytes(gzip.compress(raw))
+    np.testing.assert_array_equal(read_idx(tmp_path / "m.gz"), [[1, 2, 3], [4, 5, 6]])
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="holds 5 data bytes, its header \\(2, 3\\) needs 6"):
+        read_idx(tmp_path / "short")
+
+
+def test_mnist_missing_files_are_named(tmp_path):
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3, np.uint8))
+    with pytest.raises(FileNotFoundError) as e:
+        load_mnist(tmp_path)
+    msg = str(e.value)
+    assert "train-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg
+    missing_part = msg.split("(")[0]
+    assert "missing in" in missing_part and "train-labels" not in missing_part
+    assert missing_part.count("ubyte") == 3
+
