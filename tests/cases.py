@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
+from jcnn.data import write_idx
+
 
 @dataclass(frozen=True)
 class ConvCase:
@@ -152,3 +154,19 @@ def finite_difference_check(f, args, seed, eps=1e-5, rtol=1e-5, atol=1e-7):
     fd1, an1, fd2, an2 = run(tuple(args), vs, us)
     np.testing.assert_allclose(an1, fd1, rtol=rtol, atol=atol, err_msg="first order")
     np.testing.assert_allclose(an2, fd2, rtol=rtol, atol=atol, err_msg="second order")
+
+
+def write_toy_mnist(d, n_train=64, n_test=32, compress=False, seed=0):
+    """The four MNIST IDX files of a learnable toy (class c lights up row block c)."""
+    rng = np.random.default_rng(seed)
+    labels = {"train": rng.integers(0, 10, n_train), "t10k": rng.integers(0, 10, n_test)}
+    for split, lab in labels.items():
+        # a learnable toy: class c lights up row block c
+        img = rng.integers(0, 40, (len(lab), 28, 28)).astype(np.uint8)
+        for i, c in enumerate(lab):
+            img[i, 2 * c + 4:2 * c + 7, 4:24] = 255
+        write_idx(d / f"{split}-images-idx3-ubyte{'.gz' if compress else ''}", img,
+                  compress=compress)
+        write_idx(d / f"{split}-labels-idx1-ubyte{'.gz' if compress else ''}",
+                  lab.astype(np.uint8), compress=compress)
+    return labels

@@ -4,28 +4,14 @@ import gzip
 
 import numpy as np
 import pytest
+from cases import write_toy_mnist
 
 from jcnn.data import load_mnist, read_idx, write_idx
 
 
-def _write_mnist(d, n_train=64, n_test=32, compress=False, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = {"train": rng.integers(0, 10, n_train), "t10k": rng.integers(0, 10, n_test)}
-    for split, lab in labels.items():
-        # a learnable toy: class c lights up row block c
-        img = rng.integers(0, 40, (len(lab), 28, 28)).astype(np.uint8)
-        for i, c in enumerate(lab):
-            img[i, 2 * c + 4:2 * c + 7, 4:24] = 255
-        write_idx(d / f"{split}-images-idx3-ubyte{'.gz' if compress else ''}", img,
-                  compress=compress)
-        write_idx(d / f"{split}-labels-idx1-ubyte{'.gz' if compress else ''}",
-                  lab.astype(np.uint8), compress=compress)
-    return labels
-
-
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_round_trip_and_mnist_loader(tmp_path, compress):
-    labels = _write_mnist(tmp_path, compress=compress)
+    labels = write_toy_mnist(tmp_path, compress=compress)
     x_tr, y_tr, x_te, y_te = load_mnist(tmp_path)
     assert x_tr.shape == (64, 28, 28, 1) and x_te.shape == (32, 28, 28, 1)
     assert x_tr.dtype == np.float32 and 0 <= x_tr.min() and x_tr.max() == 1.0

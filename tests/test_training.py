@@ -15,10 +15,11 @@ import optax
 import pytest
 import train_digits
 import train_mnist
+from cases import write_toy_mnist
 
 import jcnn
 from jcnn import nn
-from jcnn.data import load_digits, write_idx
+from jcnn.data import load_digits
 from jcnn.training import fit, make_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,21 +36,6 @@ def _small_model():
 @pytest.fixture(scope="module")
 def digits():
     return load_digits(seed=0)
-
-
-def _write_mnist(d, n_train=64, n_test=32, compress=False, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = {"train": rng.integers(0, 10, n_train), "t10k": rng.integers(0, 10, n_test)}
-    for split, lab in labels.items():
-        # a learnable toy: class c lights up row block c
-        img = rng.integers(0, 40, (len(lab), 28, 28)).astype(np.uint8)
-        for i, c in enumerate(lab):
-            img[i, 2 * c + 4:2 * c + 7, 4:24] = 255
-        write_idx(d / f"{split}-images-idx3-ubyte{'.gz' if compress else ''}", img,
-                  compress=compress)
-        write_idx(d / f"{split}-labels-idx1-ubyte{'.gz' if compress else ''}",
-                  lab.astype(np.uint8), compress=compress)
-    return labels
 
 
 def test_short_training_beats_chance(digits):
@@ -92,7 +78,7 @@ def test_train_step_compiles_once(digits):
 
 
 def test_train_mnist_example_runs_on_small_idx_files(tmp_path):
-    _write_mnist(tmp_path, n_train=256, n_test=64, compress=True)
+    write_toy_mnist(tmp_path, n_train=256, n_test=64, compress=True)
     out = tmp_path / "run"
     _, history, metrics = train_mnist.main([
         "--data-dir", str(tmp_path), "--epochs", "2", "--batch-size", "64", "--no-progress",
