@@ -30,6 +30,12 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     """scikit-learn's 1,797 8×8 scanned digits, split stratified into train/test.
 
     Returns ``(x_train, y_train, x_test, y_test)``; images ``(N, 8, 8, 1)`` in [0, 1].
+
+    Examples:
+      >>> from jcnn.data import load_digits
+      >>> x_tr, y_tr, x_te, y_te = load_digits()
+      >>> x_tr.shape, x_te.shape, int(y_tr.max())
+      ((1437, 8, 8, 1), (360, 8, 8, 1), 9)
     """
     try:
         from sklearn.datasets import load_digits as _load
@@ -51,7 +57,16 @@ def _open(path: Path):
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (MNIST's format), gzipped or not, into a numpy array."""
+    """Read an IDX file (MNIST's format), gzipped or not, into a numpy array.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn.data import read_idx, write_idx
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / 'x-idx3-ubyte.gz'
+      >>> write_idx(path, np.arange(6, dtype=np.uint8).reshape(1, 2, 3), compress=True)
+      >>> read_idx(path).tolist()
+      [[[0, 1, 2], [3, 4, 5]]]
+    """
     path = Path(path)
     try:
         with _open(path) as f:
@@ -76,7 +91,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = False) -> None:
-    """Write ``array`` (uint8, int8, int16, int32, float32, float64) as an IDX file."""
+    """Write ``array`` (uint8, int8, int16, int32, float32, float64) as an IDX file.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn.data import write_idx
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / 'labels-idx1-ubyte'
+      >>> write_idx(path, np.array([3, 1], np.uint8))
+      >>> path.read_bytes()  # magic 0x0801 (uint8, 1 dim), size 2, the values
+      b'\\x00\\x00\\x08\\x01\\x00\\x00\\x00\\x02\\x03\\x01'
+    """
     array = np.asarray(array)
     codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
              np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
@@ -94,6 +118,13 @@ def load_mnist(data_dir: str | os.PathLike):
     """MNIST from the four standard IDX files in ``data_dir`` (``.gz`` or not).
 
     Returns ``(x_train, y_train, x_test, y_test)``; images ``(N, 28, 28, 1)`` in [0, 1].
+
+    Examples:
+      >>> from jcnn.data import load_mnist
+      >>> load_mnist('/nonexistent')  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      FileNotFoundError: load_mnist: ...
     """
     data_dir = Path(data_dir)
     found, missing = {}, []

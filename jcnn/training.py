@@ -38,6 +38,19 @@ def make_train_step(model: Layer, optimizer: optax.GradientTransformation,
     ``loss(logits, labels)`` is a scalar.  ``params`` and ``opt_state`` are
     donated: their buffers are reused for the updated ones, so pass the
     returned values to the next step (the old ones are invalidated).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax
+      >>> from jcnn import nn
+      >>> from jcnn.training import evaluate, make_eval_step, make_train_step
+      >>> model = nn.serial(nn.Flatten, nn.Dense(3))
+      >>> _, params = model.init(jax.random.key(0), (-1, 4))
+      >>> opt = optax.sgd(0.1)
+      >>> step = make_train_step(model, opt)
+      >>> x, y = jnp.ones((2, 4), jnp.float32), jnp.array([0, 1])
+      >>> params, state, loss, acc = step(params, opt.init(params), x, y, jax.random.key(1))
+      >>> loss.shape, acc.shape
+      ((), ())
     """
 
     def loss_fn(params, x, y, key):
@@ -56,7 +69,20 @@ def make_train_step(model: Layer, optimizer: optax.GradientTransformation,
 
 
 def make_eval_step(model: Layer) -> Callable:
-    """``step(params, x, y, mask) -> (summed loss, number correct)`` over masked rows, jitted."""
+    """``step(params, x, y, mask) -> (summed loss, number correct)`` over masked rows, jitted.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax
+      >>> from jcnn import nn
+      >>> from jcnn.training import evaluate, make_eval_step, make_train_step
+      >>> model = nn.serial(nn.Flatten, nn.Dense(3))
+      >>> _, params = model.init(jax.random.key(0), (-1, 4))
+      >>> eval_step = make_eval_step(model)
+      >>> loss_sum, correct = eval_step(params, jnp.ones((2, 4), jnp.float32), jnp.array([0, 1]),
+      ...                               jnp.array([True, False]))
+      >>> int(correct) <= 1
+      True
+    """
 
     @jax.jit
     def eval_step(params, x, y, mask):
@@ -92,7 +118,19 @@ class DataParallel:
 
 
 def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | None = None):
-    """Mean loss and accuracy over ``(x, y)``, in fixed-size (padded, masked) batches."""
+    """Mean loss and accuracy over ``(x, y)``, in fixed-size (padded, masked) batches.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax
+      >>> from jcnn import nn
+      >>> from jcnn.training import evaluate, make_eval_step, make_train_step
+      >>> model = nn.serial(nn.Flatten, nn.Dense(3))
+      >>> _, params = model.init(jax.random.key(0), (-1, 4))
+      >>> loss, accuracy = evaluate(make_eval_step(model), params, np.ones((5, 4), np.float32),
+      ...                           np.zeros(5, np.int32), batch_size=2)
+      >>> accuracy in (0.0, 1.0)  # five equal inputs: all right or all wrong
+      True
+    """
     n = len(x)
     if parallel is not None:
         batch_size = math.ceil(batch_size / parallel.size) * parallel.size
@@ -164,6 +202,17 @@ def fit(
     of this call (the train step is compiled before the clock starts, so
     compilation is excluded: it is ``stats["compile_seconds"]``), images per
     second and epochs run.
+
+    Examples:
+      >>> import jcnn
+      >>> from jcnn import nn
+      >>> from jcnn.training import fit
+      >>> model = nn.serial(nn.Conv(8, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool((2, 2)),
+      ...                   nn.Flatten, nn.Dense(10))
+      >>> params, history, stats = fit(model, jcnn.data.load_digits(), input_shape=(-1, 8, 8, 1),
+      ...                              epochs=2, lr=1e-2, progress=False)
+      >>> len(history.test_accuracy), history.test_accuracy[-1] > 0.5
+      (2, True)
     """
     x_tr, y_tr, x_te, y_te = data
     parallel = parallel or DataParallel(jax.devices()[:1])

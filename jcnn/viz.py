@@ -58,6 +58,11 @@ def pixel_usage(n: int, f: int, padding="VALID") -> np.ndarray:
 
     Computed with jcnn's own backward: the gradient of Σ conv(x, ones) with
     respect to ``x`` counts, for each pixel, the windows that read it.
+
+    Examples:
+      >>> from jcnn import viz
+      >>> viz.pixel_usage(4, 3).tolist()[0]
+      [1, 2, 2, 1]
     """
     x = jnp.zeros((1, n, n, 1), jnp.float32)
     w = jnp.ones((f, f, 1, 1), jnp.float32)
@@ -67,7 +72,13 @@ def pixel_usage(n: int, f: int, padding="VALID") -> np.ndarray:
 
 def conv_vs_dense_params(n: int, c_in: int, f: int, c_out: int, padding="SAME") -> dict:
     """Parameters of an ``f×f`` conv layer vs a dense layer with the same input and
-    output sizes, for an ``n×n×c_in`` input (§8)."""
+    output sizes, for an ``n×n×c_in`` input (§8).
+
+    Examples:
+      >>> from jcnn import viz
+      >>> viz.conv_vs_dense_params(28, 1, 3, 8)
+      {'conv': 80, 'dense': 4923520, 'out': (28, 28, 8)}
+    """
     m = output_size(n, f, padding=padding)
     conv_params = f * f * c_in * c_out + c_out
     n_in, n_out = n * n * c_in, m * m * c_out
@@ -79,6 +90,12 @@ def max_pool_routes(x: np.ndarray, window: int = 2, stride: int | None = None) -
 
     Returns, for a 2-D input, an int array: at each input position, how many
     windows route their gradient there (the first maximum in row-major order).
+
+    Examples:
+      >>> import numpy as np
+      >>> from jcnn import viz
+      >>> viz.max_pool_routes(np.array([[1.0, 2.0], [3.0, 3.0]])).tolist()
+      [[0, 0], [1, 0]]
     """
     x = jnp.asarray(x, jnp.float32)[None, :, :, None]
     y, vjp = jax.vjp(lambda x: max_pool2d(x, window, stride=stride), x)
@@ -105,7 +122,15 @@ def _save(fig, path):
 
 
 def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
-    """§2: a colour photo as three channel matrices; a digit as its numbers."""
+    """§2: a colour photo as three channel matrices; a digit as its numbers.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_image_as_tensor(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), out / 'a.png')
+      {'photo_shape': (8, 8, 3), 'digit_shape': (8, 8)}
+    """
     plt = _plt()
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
     axes[0].imshow(photo)
@@ -127,7 +152,15 @@ def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
 
 
 def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
-    """§3: the image convolved (``jcnn.convolve2d``, mode "same") with classic kernels."""
+    """§3: the image convolved (``jcnn.convolve2d``, mode "same") with classic kernels.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> len(viz.plot_kernel_gallery(np.zeros((16, 16)), out / 'k.png')) > 0
+      True
+    """
     plt = _plt()
     kernels = kernels or CLASSIC_KERNELS
     cols = 1 + len(kernels)
@@ -156,7 +189,15 @@ def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
 
 
 def plot_pixel_usage(n: int, f: int, path) -> dict:
-    """§4: windows per pixel, valid vs same padding (corners 1 vs centre f²)."""
+    """§4: windows per pixel, valid vs same padding (corners 1 vs centre f²).
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_pixel_usage(6, 3, out / 'u.png') is not None
+      True
+    """
     plt = _plt()
     valid, same = pixel_usage(n, f, "VALID"), pixel_usage(n, f, "SAME")
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
@@ -175,7 +216,15 @@ def plot_pixel_usage(n: int, f: int, path) -> dict:
 
 
 def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
-    """§5: one image convolved with strides 1, 2, 3; sizes from ``output_size``."""
+    """§5: one image convolved with strides 1, 2, 3; sizes from ``output_size``.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_strides(np.zeros((16, 16)), out / 's.png') is not None
+      True
+    """
     plt = _plt()
     k = CLASSIC_KERNELS["Sobel (vertical edges)"][:, :, None, None]
     x = jnp.asarray(gray, jnp.float32)[None, :, :, None]
@@ -195,7 +244,15 @@ def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
 
 
 def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
-    """§6: a 3-channel input, 3-channel kernels (one per filter), the stacked maps."""
+    """§6: a 3-channel input, 3-channel kernels (one per filter), the stacked maps.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_volumes(np.zeros((16, 16, 3), np.uint8), out / 'v.png') is not None
+      True
+    """
     plt = _plt()
     x = jnp.asarray(photo, jnp.float32)[None] / 255.0
     filters = np.stack([
@@ -229,7 +286,16 @@ def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
 
 
 def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dict:
-    """§7: trained first-layer kernels and their feature maps on one digit."""
+    """§7: trained first-layer kernels and their feature maps on one digit.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> w, digit = np.ones((3, 3, 1, 4)), np.zeros((8, 8))
+      >>> viz.plot_filters_and_maps(w, digit, out / 'f.png') is not None
+      True
+    """
     plt = _plt()
     w = np.asarray(w)
     n = w.shape[-1]
@@ -257,7 +323,15 @@ def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dic
 
 
 def plot_backprop(path, kernel=None, x=None) -> dict:
-    """§9 and §11: the kernel next to rot180(kernel); the max-pool gradient mask."""
+    """§9 and §11: the kernel next to rot180(kernel); the max-pool gradient mask.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_backprop(out / 'b.png') is not None
+      True
+    """
     plt = _plt()
     kernel = np.arange(1.0, 10.0).reshape(3, 3) if kernel is None else kernel
     x = (np.array([[1, 3, 2, 2], [3, 0, 2, 1], [0, 1, 4, 4], [2, 1, 4, 0]], float)
@@ -294,7 +368,15 @@ def plot_backprop(path, kernel=None, x=None) -> dict:
 
 def plot_sharing(path, layers=((32, 3, 3, 32), (28, 1, 5, 32), (14, 32, 5, 64),
                                (8, 64, 3, 128))) -> list[dict]:
-    """§8: parameters of conv layers vs dense layers of the same input/output sizes."""
+    """§8: parameters of conv layers vs dense layers of the same input/output sizes.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_sharing(out / 'sh.png') is not None
+      True
+    """
     plt = _plt()
     rows = [dict(conv_vs_dense_params(n, c, f, o), label=f"{n}×{n}×{c}\n{f}×{f}→{o}")
             for n, c, f, o in layers]
@@ -315,7 +397,17 @@ def plot_sharing(path, layers=((32, 3, 3, 32), (28, 1, 5, 32), (14, 32, 5, 64),
 
 
 def plot_training_curves(history, path) -> dict:
-    """Loss and accuracy per epoch (``history`` with train/test loss and accuracy lists)."""
+    """Loss and accuracy per epoch (``history`` with train/test loss and accuracy lists).
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> h = {'train_loss': [1.0, 0.5], 'test_loss': [1.1, 0.6],
+      ...      'train_accuracy': [0.5, 0.8], 'test_accuracy': [0.4, 0.7]}
+      >>> viz.plot_training_curves(h, out / 't.png')
+      {'epochs': 2}
+    """
     plt = _plt()
     h = history if isinstance(history, dict) else history.as_dict()
     epochs = np.arange(1, len(h["train_loss"]) + 1)

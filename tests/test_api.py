@@ -53,10 +53,12 @@ def _public_functions():
         o = getattr(jcnn, n)
         if callable(o) and not inspect.isclass(o) and not inspect.ismodule(o):
             yield n, o
-    for n in jcnn.nn.__all__:
-        o = getattr(jcnn.nn, n)
-        if inspect.isfunction(o) and o.__module__ == "jcnn.nn":
-            yield f"nn.{n}", o
+    for sub in ("nn", "training", "data", "checkpoint", "viz"):  # the user-facing submodules
+        mod = getattr(jcnn, sub)
+        for n in mod.__all__:
+            o = getattr(mod, n)
+            if inspect.isfunction(o) and o.__module__ == mod.__name__:
+                yield f"{sub}.{n}", o
 
 
 @pytest.mark.parametrize("name,fn", list(_public_functions()))
