@@ -56,11 +56,13 @@ def spatial_dims(fn, x, size, name="window", nd=None) -> int:
     if nd is None:
         if not isinstance(size, (tuple, list)):
             guess = x.ndim - 2 if 1 <= x.ndim - 2 <= 3 else 2
+            alias = (f", or call {fn}{guess}d(x, {size!r})" if fn in ("max_pool", "avg_pool")
+                     else "")
             raise TypeError(
                 f"{fn}: an int `{name}` ({size!r}) does not say how many spatial dims to "
-                f"pool; give one per spatial dim, e.g. {name}={(size,) * guess!r}, or call "
-                f"{fn}{guess}d(x, {size!r}) (x.shape={x.shape}; one unbatched example needs a "
-                f"batch axis first: x[None])")
+                f"pool; give one per spatial dim, e.g. {name}={(size,) * guess!r}{alias} "
+                f"(x.shape={x.shape}; one unbatched example needs a batch axis first: "
+                f"x[None])")
         nd = len(size)
     if not 1 <= nd <= 3:
         raise ValueError(f"{fn}: 1 to 3 spatial dims are supported, got {name}={size!r} "

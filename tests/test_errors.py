@@ -141,7 +141,8 @@ CATALOGUE = [
     ("global_avg_pool2d-unbatched", jcnn.global_avg_pool2d, (np.ones((28, 28, 3), f32),), {},
      ValueError, r"global_avg_pool2d: `x` must be 4-d .*x.shape=\(28, 28, 3\)", True),
     ("adaptive_avg_pool-int", jcnn.adaptive_avg_pool, (X4, 2), {},
-     TypeError, r"adaptive_avg_pool: an int `output_size` \(2\)", True),
+     TypeError, r"adaptive_avg_pool: an int `output_size` \(2\) does not say how many spatial "
+                r"dims to pool; give one per spatial dim, e.g. output_size=\(2, 2\) \(x", True),
     ("max_pool-padding-over-half", jcnn.max_pool2d, (X4, 3), {"padding": 2},
      ValueError, r"max_pool2d: padding \(2, 2\) in spatial dim 0 is wider than half the "
                  r"window \(3 // 2 = 1\)", True),
