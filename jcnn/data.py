@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MNIST_FILES", "load_digits", "load_mnist", "read_idx", "write_idx"]
+__all__ = ["FASHION_MNIST_DIR", "MNIST_FILES", "load_digits", "load_fashion_mnist", "load_mnist",
+           "read_idx", "write_idx"]
 
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -126,6 +128,11 @@ def load_mnist(data_dir: str | os.PathLike):
       ...
       FileNotFoundError: load_mnist: ...
     """
+    return _load_idx_dataset("load_mnist", data_dir, "")
+
+
+def _load_idx_dataset(fn, data_dir, hint):
+    """The four MNIST-layout IDX files in ``data_dir`` as ``(x_tr, y_tr, x_te, y_te)``."""
     data_dir = Path(data_dir)
     found, missing = {}, []
     for key, name in MNIST_FILES.items():
@@ -137,19 +144,42 @@ def load_mnist(data_dir: str | os.PathLike):
             missing.append(name)
     if missing:
         raise FileNotFoundError(
-            f"load_mnist: missing in {data_dir}: {', '.join(missing)} "
-            f"(MNIST is read from the four IDX files {', '.join(MNIST_FILES.values())}, "
-            "each optionally gzipped with .gz; jcnn downloads nothing)"
+            f"{fn}: missing in {data_dir}: {', '.join(missing)} "
+            f"(read from the four IDX files {', '.join(MNIST_FILES.values())}, "
+            f"each optionally gzipped with .gz; jcnn downloads nothing){hint}"
         )
     arrays = {k: read_idx(p) for k, p in found.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(
-                f"load_mnist: {split} images {images.shape} and labels {labels.shape} "
+                f"{fn}: {split} images {images.shape} and labels {labels.shape} "
                 "do not match (need (N, H, W) and (N,))"
             )
     def images(a):
         return (a.astype(np.float32) / 255.0)[..., None]
     return (images(arrays["train_images"]), arrays["train_labels"].astype(np.int32),
             images(arrays["test_images"]), arrays["test_labels"].astype(np.int32))
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None):
+    """Fashion-MNIST (Zalando's 70,000 28×28 clothing images, 10 classes) from its
+    four IDX files — by default where Debian's package ``dataset-fashion-mnist``
+    installs them (:data:`FASHION_MNIST_DIR`, gzipped), else from ``data_dir``.
+
+    Returns ``(x_train, y_train, x_test, y_test)``: 60,000 and 10,000 images
+    ``(N, 28, 28, 1)`` in [0, 1], labels 0–9.
+
+    Examples:
+      >>> from jcnn.data import load_fashion_mnist
+      >>> try:
+      ...     load_fashion_mnist("/nonexistent")
+      ... except FileNotFoundError as e:
+      ...     print("apt-get install dataset-fashion-mnist" in str(e))
+      True
+    """
+    hint = (f"; install them with `apt-get install dataset-fashion-mnist` (Debian, into "
+            f"{FASHION_MNIST_DIR}) or pass their folder as data_dir (--data-dir in the "
+            "examples)")
+    return _load_idx_dataset("load_fashion_mnist",
+                             FASHION_MNIST_DIR if data_dir is None else data_dir, hint)

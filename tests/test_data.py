@@ -45,3 +45,30 @@ def test_mnist_missing_files_are_named(tmp_path):
     assert "missing in" in missing_part and "train-labels" not in missing_part
     assert missing_part.count("ubyte") == 3
 
+
+
+def test_fashion_mnist_from_the_debian_package():
+    """Read where Debian's dataset-fashion-mnist installs it (.ci/run installs it)."""
+    from jcnn.data import FASHION_MNIST_DIR, load_fashion_mnist
+
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip(f"{FASHION_MNIST_DIR} absent: apt-get install dataset-fashion-mnist")
+    x_tr, y_tr, x_te, y_te = load_fashion_mnist()
+    assert x_tr.shape == (60000, 28, 28, 1) and x_te.shape == (10000, 28, 28, 1)
+    assert x_tr.dtype == np.float32 and 0.0 == x_tr.min() and x_tr.max() == 1.0
+    # the published split is balanced: 6,000 training and 1,000 test images per class
+    assert np.bincount(y_tr).tolist() == [6000] * 10
+    assert np.bincount(y_te).tolist() == [1000] * 10
+
+
+def test_fashion_mnist_missing_names_the_package_and_the_flag(tmp_path, monkeypatch):
+    from jcnn import data
+
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"load_fashion_mnist: missing in .*nowhere.*"
+                                                r"apt-get install dataset-fashion-mnist.*"
+                                                r"--data-dir"):
+        data.load_fashion_mnist()
+    write_toy_mnist(tmp_path, compress=True)  # an explicit folder wins over the default
+    x_tr, y_tr, x_te, y_te = data.load_fashion_mnist(tmp_path)
+    assert x_tr.shape == (64, 28, 28, 1) and y_te.shape == (32,)
