@@ -1,0 +1,35 @@
+"""Minimal repro (plain JAX, no jcnn): XLA aborts the process compiling the VJP of
+``lax.conv_general_dilated`` for a stride-2 conv whose 5-row kernel covers the whole
+padded input (1 row + 2 + 2 padding):
+
+    F algebraic_simplifier.cc:586] Check failed: computation->Accept(this) is OK
+    (INVALID_ARGUMENT: Window dimensions do not match RHS shape: ...)
+
+Found by ``tests/abort_sweep.py`` (seed 800) in the oracle part ("lax-vjp") of the
+conv properties; jcnn's own forward + VJP for the same shape compiles and matches its
+plain autodiff.  Seen on jax/jaxlib 0.10.2 (CPU), with and without
+``jax_disable_most_optimizations``.  Run: ``python tests/repro_xla_lax_vjp_abort.py``
+(expect exit status 134, SIGABRT, while XLA compiles).
+"""
+
+import jax
+import numpy as np
+from jax import lax
+
+jax.config.update("jax_enable_x64", True)
+x = np.random.default_rng(0).standard_normal((1, 1, 4, 2))  # (N, H, W, C)
+w = np.random.default_rng(1).standard_normal((5, 2, 2, 2))  # (kh, kw, C_in, C_out)
+
+
+def conv(x, w):
+    return lax.conv_general_dilated(x, w, (2, 2), ((2, 2), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def forward_and_vjp(x, w):
+    y, vjp = jax.vjp(conv, x, w)
+    return y, *vjp(y)
+
+
+if __name__ == "__main__":
+    print([a.shape for a in jax.jit(forward_and_vjp)(x, w)])  # aborts inside XLA
