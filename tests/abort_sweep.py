@@ -8,7 +8,8 @@ with the test suite's JAX settings (f64 on, most optimisations off), and for
 each case compiles, one at a time, the programs a property compiles:
 
 * ``jcnn``     — jcnn's forward + VJP (f64), and its f32/bf16/f16 gradients;
-* ``lax-vjp``  — the oracle: ``lax.conv_general_dilated`` and its VJP (f64);
+* ``lax-vjp``  — the oracle: ``lax.conv_general_dilated`` and its VJP (f64; the oracle
+  pads with ``jnp.pad`` first, since lax's VJP of a padded conv aborted for seed 800);
 * ``lax-lowp`` — the oracle's gradient of bf16-rounded inputs, in f64.
 
 Before each compile the worker prints the case and the part; when a worker dies

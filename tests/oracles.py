@@ -25,13 +25,22 @@ def _dims(nd):
 
 def lax_conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
              precision=HIGHEST):
-    """``lax.conv_general_dilated`` in channels-last layout; any of jcnn's padding forms."""
+    """``lax.conv_general_dilated`` in channels-last layout; any of jcnn's padding forms.
+
+    The input is zero-padded with ``jnp.pad`` and the convolution is ``VALID``:
+    the same values as passing the pads to lax, but lax's VJP of a *padded*
+    convolution makes XLA abort the process for some strided shapes (an
+    ``algebraic_simplifier`` CHECK failure; ``tests/repro_xla_lax_vjp_abort.py``).
+    This way the input gradient is lax's transpose of an unpadded convolution
+    followed by the transpose of the pad (a slice).
+    """
     nd = x.ndim - 2
     stride = ntuple(stride, nd, "stride", "lax")
     dilation = ntuple(dilation, nd, "dilation", "lax")
     pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation, "lax")
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     dn = lax.conv_dimension_numbers(x.shape, w.shape, _dims(nd))
-    y = lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,
+    y = lax.conv_general_dilated(x, w, stride, "VALID", rhs_dilation=dilation,
                                  dimension_numbers=dn, feature_group_count=groups,
                                  precision=precision)
     return y if b is None else y + b

@@ -10,6 +10,10 @@ conv properties; jcnn's own forward + VJP for the same shape compiles and matche
 plain autodiff.  Seen on jax/jaxlib 0.10.2 (CPU), with and without
 ``jax_disable_most_optimizations``.  Run: ``python tests/repro_xla_lax_vjp_abort.py``
 (expect exit status 134, SIGABRT, while XLA compiles).
+
+The same convolution written as ``jnp.pad`` followed by a ``VALID`` lax convolution
+differentiates and compiles fine; that is how ``tests/oracles.py`` computes the oracle,
+and this shape is pinned as an ``@example`` of ``test_vjp_matches_lax_and_plain_autodiff``.
 """
 
 import jax

@@ -61,6 +61,9 @@ _PINNED = [
     ConvCase((2, 6, 6, 4), (3, 3, 1, 8), (2, 1), "SAME", ((0, 1), (1, 1)), (1, 1), 4, True, 5),
     ConvCase((2, 5, 3), (1, 3, 4), (1,), "VALID", ((0, 0),), (1,), 1, True, 6),
     ConvCase((2, 4, 5, 3), (4, 5, 3, 2), (1, 1), "VALID", ((0, 0), (0, 0)), (1, 1), 1, True, 7),
+    # lax's VJP with these pads passed to lax aborts XLA (tests/repro_xla_lax_vjp_abort.py)
+    ConvCase((1, 1, 4, 2), (5, 2, 2, 2), (2, 2), ((2, 2), (1, 1)), ((2, 2), (1, 1)), (1, 1), 1,
+             True, 8),
 ]
 
 
@@ -94,6 +97,7 @@ def test_forward_matches_lax(case):
 @example(_PINNED[1]).via("stride larger than the kernel")
 @example(_PINNED[3]).via("dilation with stride")
 @example(_PINNED[4]).via("depthwise with a multiplier")
+@example(_PINNED[7]).via("the shape whose lax VJP aborted XLA (issue 17)")
 def test_vjp_matches_lax_and_plain_autodiff(case):
     x, w, b = case.arrays()
     args = (x, w) if b is None else (x, w, b)
@@ -176,7 +180,7 @@ def test_finite_differences_order_2(case):
 
 
 @pytest.mark.parametrize("case", _PINNED, ids=["mod", "s>f", "even-same", "dil+stride",
-                                               "depthwise", "1x1", "full-size"])
+                                               "depthwise", "1x1", "full-size", "covers-input"])
 def test_check_grads_order_2_reverse(case):
     """jax.test_util.check_grads, order 2, reverse mode, on the pinned bug classes."""
     x, w, b = case.arrays()
