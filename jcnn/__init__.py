@@ -31,6 +31,8 @@ from .convolution import rot180 as rot180
 from .linear import dense as dense
 from .linear import flatten as flatten
 from .losses import softmax_cross_entropy as softmax_cross_entropy
+from .normalization import batch_norm as batch_norm
+from .normalization import batch_norm_inference as batch_norm_inference
 from .padding import PADDING_MODES as PADDING_MODES
 from .padding import border_pad as border_pad
 from .padding import output_size as output_size
@@ -66,6 +68,8 @@ __all__ = [
     "avg_pool1d",
     "avg_pool2d",
     "avg_pool3d",
+    "batch_norm",
+    "batch_norm_inference",
     "border_pad",
     "conv",
     "conv1d",
@@ -103,9 +107,10 @@ __all__ = [
     "tanh",
 ]
 
-_SUBMODULES = ("activations", "adaptive_pooling", "checkpoint", "conv_arrangements", "conv_plan",
-               "convolution", "data", "linear", "losses", "nn", "padding", "pooling",
-               "training", "unpooling", "viz", "window")
+_SUBMODULES = ("activations", "adaptive_pooling", "checkpoint", "combinators",
+               "conv_arrangements", "conv_plan", "convolution", "data", "layer", "linear",
+               "losses", "nn", "normalization", "padding", "pooling", "summary", "training",
+               "unpooling", "viz", "window")
 
 
 def __getattr__(name):

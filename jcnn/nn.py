@@ -13,6 +13,12 @@ Params are plain pytrees — a dict of arrays per layer, a tuple of those for
 :func:`serial` — so optax, ``jax.tree_util`` and checkpointing take them as
 they are.
 
+Layers with state (:func:`BatchNorm`'s running statistics) also have
+``init_state(input_shape) -> state``, and their ``apply`` takes ``state=`` and
+returns ``(y, new_state)``; a composition with such a layer inside is stateful
+too.  :func:`init_with_state` / :func:`apply_with_state` call any layer that way
+(the protocol: :mod:`jcnn.layer`).  :func:`residual` adds a skip connection.
+
 Example::
 
     model = nn.serial(nn.Conv(16, (3, 3), padding="SAME"), nn.Relu, nn.MaxPool((2, 2)),
@@ -24,20 +30,24 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from . import activations, adaptive_pooling, linear, pooling
+from .combinators import Identity, residual, serial
 from .convolution import conv, conv_transpose
+from .layer import Layer, apply_with_state, init_with_state, output_shape, param_count
+from .normalization import batch_norm, batch_norm_inference
 from .padding import PaddingLike
+from .summary import summary, summary_rows
 
 __all__ = [
     "AdaptiveAvgPool",
     "AdaptiveMaxPool",
     "AvgPool",
+    "BatchNorm",
     "Conv",
     "ConvTranspose",
     "Dense",
@@ -45,6 +55,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool",
     "GlobalMaxPool",
+    "Identity",
     "Layer",
     "LeakyRelu",
     "LogSoftmax",
@@ -53,28 +64,17 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "apply_with_state",
     "glorot_uniform",
     "he_normal",
+    "init_with_state",
+    "output_shape",
     "param_count",
+    "residual",
     "serial",
     "summary",
     "summary_rows",
 ]
-
-
-class Layer(NamedTuple):
-    """``init(key, input_shape) -> (output_shape, params)``; ``apply(params, x, *, key, train)``.
-
-    ``name`` labels the layer in errors and :func:`summary`; ``layers`` holds
-    the children of a :func:`serial` composition; ``config`` the constructor's
-    arguments (for summaries and for rebuilding the layer elsewhere).
-    """
-
-    init: Callable[..., tuple[tuple[int, ...], Any]]
-    apply: Callable[..., jax.Array]
-    name: str = "layer"
-    layers: tuple = ()
-    config: tuple = ()  # (key, value) pairs; a tuple so the layer stays hashable
 
 
 # ----------------------------------------------------------------- initialisers
@@ -107,17 +107,6 @@ def _explicit(name, window, what="window"):
     raise TypeError(f"{name}: an int `{what}` ({window!r}) does not say how many spatial dims "
                     f"the layer has; give one per spatial dim, e.g. {what}=({window!r}, "
                     f"{window!r}) for images")
-
-
-def param_count(params) -> int:
-    """Total number of scalars in a params pytree.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp, jcnn
-      >>> jcnn.nn.param_count({"w": jnp.ones((3, 3, 1, 8)), "b": jnp.ones(8)})
-      80
-    """
-    return sum(int(math.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
 
 
 def _shape_of(fn, input_shape, *arg_shapes):
@@ -399,125 +388,63 @@ def Dropout(rate: float) -> Layer:
     return Layer(_no_params, apply, "Dropout", (), (("rate", rate),))
 
 
-def serial(*layers: Layer) -> Layer:
-    """Compose layers in sequence; params are the tuple of the layers' params.
+def BatchNorm(*, momentum: float = 0.9, eps: float = 1e-5, axis_name=None) -> Layer:
+    """Batch normalisation (:func:`jcnn.batch_norm`) over every axis but the channels.
 
-    An error inside ``init`` or ``apply`` names the layer (its index and name)
-    and the input shape it got.
+    Params ``{"scale": γ, "offset": β}`` (ones, zeros); state ``{"mean", "var"}``
+    (zeros, ones).  With ``train=True`` the batch's statistics normalise ``x``
+    and the running ones move toward them:
+    ``running = momentum·running + (1 − momentum)·batch`` (biased variance, as
+    the normalisation uses); with ``train=False`` the running statistics
+    normalise and the state comes back unchanged.  ``axis_name`` averages the
+    batch statistics over a mapped axis (``shard_map``/``pmap``); under
+    ``jax.jit`` with a sharded batch (``fit``'s data parallelism) the plain
+    statistics already span every device.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jcnn
-      >>> nn = jcnn.nn
-      >>> model = nn.serial(nn.Conv(4, (3, 3)), nn.Relu, nn.Flatten, nn.Dense(2))
-      >>> shape, params = model.init(jax.random.key(0), (-1, 6, 6, 1))
-      >>> shape, model.apply(params, jnp.ones((5, 6, 6, 1), jnp.float32)).shape
-      ((-1, 2), (5, 2))
+      >>> layer = jcnn.nn.BatchNorm(momentum=0.5)
+      >>> _, params, state = jcnn.nn.init_with_state(layer, jax.random.key(0), (-1, 1))
+      >>> y, state = layer.apply(params, jnp.array([[1.0], [3.0]]), state=state, train=True)
+      >>> y[:, 0].round(3).tolist(), state["mean"].tolist(), state["var"].tolist()
+      ([-1.0, 1.0], [1.0], [1.0])
     """
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"serial: argument {i} is not a Layer (got {layer!r}); "
-                            "constructors like nn.Conv(...) must be called")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"BatchNorm: `momentum` must be in [0, 1), got {momentum!r}")
+    if not eps > 0:
+        raise ValueError(f"BatchNorm: `eps` must be positive, got {eps!r}")
+
+    def _channels(input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"BatchNorm: expects (N, ..., C) input, got shape "
+                             f"{tuple(input_shape)}")
+        return input_shape[-1]
 
     def init(key, input_shape):
-        keys = jax.random.split(key, max(len(layers), 1))
-        shape, params = tuple(input_shape), []
-        for i, (layer, k) in enumerate(zip(layers, keys)):
-            try:
-                shape, p = layer.init(k, shape)
-            except (ValueError, TypeError) as e:
-                raise type(e)(
-                    f"serial: layer {i} ({layer.name}) cannot take input shape {shape}: {e}"
-                ) from e
-            params.append(p)
-        return shape, tuple(params)
+        c = _channels(input_shape)
+        return tuple(input_shape), {"scale": jnp.ones((c,), jnp.float32),
+                                    "offset": jnp.zeros((c,), jnp.float32)}
 
-    def apply(params, x, *, key=None, train=False):
-        if len(params) != len(layers):
-            raise ValueError(f"serial: got params for {len(params)} layers, "
-                             f"the model has {len(layers)}")
-        keys = (jax.random.split(key, len(layers)) if key is not None
-                else [None] * len(layers))
-        for i, (layer, p, k) in enumerate(zip(layers, params, keys)):
-            try:
-                x = layer.apply(p, x, key=k, train=train)
-            except (ValueError, TypeError) as e:
-                raise type(e)(f"serial: layer {i} ({layer.name}) failed on input shape "
-                              f"{tuple(x.shape)}: {e}") from e
-        return x
+    def init_state(input_shape):
+        c = _channels(input_shape)
+        return {"mean": jnp.zeros((c,), jnp.float32), "var": jnp.ones((c,), jnp.float32)}
 
-    return Layer(init, apply, "serial", tuple(layers))
+    def apply(params, x, *, state=None, key=None, train=False):
+        if state is None:
+            raise TypeError("BatchNorm: apply needs `state=` (its running statistics; "
+                            "nn.init_with_state gives the first one) and returns (y, state)")
+        if not train:
+            y = batch_norm_inference(x, params["scale"], params["offset"], state["mean"],
+                                     state["var"], eps=eps)
+            return y, state
+        y, mean, var = batch_norm(x, params["scale"], params["offset"], eps=eps,
+                                  axis_name=axis_name)
 
+        def update(running, batch):
+            batch = jax.lax.stop_gradient(batch).astype(running.dtype)
+            return momentum * running + (1.0 - momentum) * batch
 
-# ----------------------------------------------------------------- summary
-def summary_rows(model: Layer, input_shape: Sequence[int], _prefix: str = "") -> list[dict]:
-    """One dict per leaf layer: ``name`` (``"2.1: Conv"`` inside nested blocks),
-    ``input_shape``, ``output_shape``, ``params`` and, for convolutions,
-    ``dense_params`` — what a dense layer mapping the same input size to the same
-    output size would need (article §8).  Only shapes are computed
-    (``jax.eval_shape``): no parameters are initialised.
-    Examples:
-      >>> import jcnn
-      >>> nn = jcnn.nn
-      >>> inner = nn.serial(nn.Conv(4, (3, 3), padding="SAME"), nn.Relu)
-      >>> [r["name"] for r in nn.summary_rows(nn.serial(inner, nn.Flatten), (-1, 8, 8, 1))]
-      ['0.0: Conv', '0.1: Relu', '1: Flatten']
-    """
-    layers = model.layers or (model,)
-    rows, shape = [], tuple(input_shape)
-    for i, layer in enumerate(layers):
-        label = f"{_prefix}{i}"
-        if layer.layers:  # a nested composition: its own rows, numbered under this one
-            inner = summary_rows(layer, shape, f"{label}.")
-            rows += inner
-            shape = inner[-1]["output_shape"] if inner else shape
-            continue
-        box = {}
+        return y, {"mean": update(state["mean"], mean), "var": update(state["var"], var)}
 
-        def init(k, lay=layer, s=shape):
-            out, p = lay.init(k, s)
-            box["out"] = tuple(out)
-            return p
-
-        params = jax.eval_shape(init, jax.random.key(0))
-        out = box["out"]
-        row = {"name": f"{label}: {layer.name}", "input_shape": shape, "output_shape": out,
-               "params": param_count(params), "dense_params": None}
-        if layer.name in ("Conv", "ConvTranspose"):
-            n_in, n_out = math.prod(shape[1:]), math.prod(out[1:])
-            row["dense_params"] = n_in * n_out + (n_out if "b" in params else 0)
-        rows.append(row)
-        shape = out
-    return rows
-
-
-def summary(model: Layer, input_shape: Sequence[int]) -> str:
-    """A table of layers, output shapes, parameter counts and, per conv, the
-    parameters of the dense layer with the same input/output sizes (article §8).
-    Layers inside nested compositions get numbered rows (``1.0: Conv``); only
-    shapes are computed, no parameters initialised.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp, jcnn
-      >>> nn = jcnn.nn
-      >>> print(jcnn.nn.summary(nn.serial(nn.Conv(8, (3, 3)), nn.Relu), (-1, 28, 28, 1)))
-      layer    output shape     params  dense equivalent    ratio
-      -------  ---------------  ------  ----------------  -------
-      0: Conv  (-1, 26, 26, 8)      80         4,245,280  53,066x
-      1: Relu  (-1, 26, 26, 8)       0
-      total                         80
-    """
-    rows = summary_rows(model, input_shape)
-    head = ("layer", "output shape", "params", "dense equivalent", "ratio")
-    lines = []
-    for i, r in enumerate(rows):
-        dense = r["dense_params"]
-        ratio = f"{dense / r['params']:,.0f}x" if dense else ""
-        lines.append((r["name"], str(r["output_shape"]), f"{r['params']:,}",
-                      f"{dense:,}" if dense else "", ratio))
-    total = sum(r["params"] for r in rows)
-    lines.append(("total", "", f"{total:,}", "", ""))
-    widths = [max(len(row[c]) for row in [head, *lines]) for c in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" if c < 2 else f"{{:>{w}}}" for c, w in enumerate(widths))
-    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*row) for row in lines]
-    return "\n".join(out)
+    config = (("momentum", momentum), ("eps", eps), ("axis_name", axis_name))
+    return Layer(init, apply, "BatchNorm", (), config, init_state)

@@ -25,10 +25,29 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import checkpoint
+from .layer import Layer, apply_with_state, init_with_state
 from .losses import softmax_cross_entropy
-from .nn import Layer
 
 __all__ = ["DataParallel", "History", "evaluate", "fit", "make_eval_step", "make_train_step"]
+
+
+def _step_fn(model: Layer, optimizer, loss):
+    """The train step of every model, stateful or not:
+    ``(params, state, opt_state, x, y, key) -> (params, state, opt_state, loss, accuracy)``."""
+
+    def loss_fn(params, state, x, y, key):
+        logits, state = apply_with_state(model, params, state, x, key=key, train=True)
+        return loss(logits, y), (logits, state)
+
+    def step(params, state, opt_state, x, y, key):
+        (value, (logits, state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, state, x, y, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
+        return params, state, opt_state, value, accuracy
+
+    return step
 
 
 def make_train_step(model: Layer, optimizer: optax.GradientTransformation,
@@ -38,6 +57,12 @@ def make_train_step(model: Layer, optimizer: optax.GradientTransformation,
     ``loss(logits, labels)`` is a scalar.  ``params`` and ``opt_state`` are
     donated: their buffers are reused for the updated ones, so pass the
     returned values to the next step (the old ones are invalidated).
+
+    For a model with state (batch norm) the step threads it too:
+    ``step(params, state, opt_state, x, y, key) -> (params, state, opt_state,
+    loss, accuracy)`` (``state`` donated as well); the forward pass runs in
+    training mode, so the state that comes back holds the updated running
+    statistics.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np, optax
@@ -52,24 +77,34 @@ def make_train_step(model: Layer, optimizer: optax.GradientTransformation,
       >>> loss.shape, acc.shape
       ((), ())
     """
-
-    def loss_fn(params, x, y, key):
-        logits = model.apply(params, x, key=key, train=True)
-        return loss(logits, y), logits
+    step = _step_fn(model, optimizer, loss)
+    if model.stateful:
+        return jax.jit(step, donate_argnums=(0, 1, 2))
 
     @partial(jax.jit, donate_argnums=(0, 1))
     def train_step(params, opt_state, x, y, key):
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
-        return params, opt_state, loss, accuracy
+        params, _, opt_state, value, accuracy = step(params, {}, opt_state, x, y, key)
+        return params, opt_state, value, accuracy
 
     return train_step
 
 
+def _eval_fn(model: Layer):
+    def eval_step(params, state, x, y, mask):
+        logits, _ = apply_with_state(model, params, state, x, train=False)
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+        nll = -jnp.take_along_axis(logp, y[:, None], 1)[:, 0]
+        correct = (jnp.argmax(logits, -1) == y) & mask
+        return jnp.sum(jnp.where(mask, nll, 0.0)), jnp.sum(correct)
+
+    return eval_step
+
+
 def make_eval_step(model: Layer) -> Callable:
     """``step(params, x, y, mask) -> (summed loss, number correct)`` over masked rows, jitted.
+
+    For a model with state: ``step(params, state, x, y, mask)`` (evaluation mode:
+    batch norm normalises with the running statistics).
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np, optax
@@ -83,16 +118,10 @@ def make_eval_step(model: Layer) -> Callable:
       >>> int(correct) <= 1
       True
     """
-
-    @jax.jit
-    def eval_step(params, x, y, mask):
-        logits = model.apply(params, x, train=False)
-        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-        nll = -jnp.take_along_axis(logp, y[:, None], 1)[:, 0]
-        correct = (jnp.argmax(logits, -1) == y) & mask
-        return jnp.sum(jnp.where(mask, nll, 0.0)), jnp.sum(correct)
-
-    return eval_step
+    step = _eval_fn(model)
+    if model.stateful:
+        return jax.jit(step)
+    return jax.jit(lambda params, x, y, mask: step(params, {}, x, y, mask))
 
 
 class DataParallel:
@@ -117,8 +146,12 @@ class DataParallel:
         return jax.device_put(tree, self.replicated, may_alias=False)
 
 
-def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | None = None):
+def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | None = None,
+             *, state=None):
     """Mean loss and accuracy over ``(x, y)``, in fixed-size (padded, masked) batches.
+
+    ``state`` is the model's state for a stateful model's ``eval_step``
+    (:func:`make_eval_step`).  The batches' sums stay on the device until the end.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np, optax
@@ -134,7 +167,7 @@ def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | N
     n = len(x)
     if parallel is not None:
         batch_size = math.ceil(batch_size / parallel.size) * parallel.size
-    total_loss, correct = 0.0, 0
+    sums = []
     for start in range(0, n, batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         mask = np.ones(batch_size, bool)
@@ -145,9 +178,10 @@ def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | N
             yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
         if parallel is not None:
             xb, yb, mask = parallel.shard(xb, yb, mask)
-        loss_sum, c = eval_step(params, xb, yb, mask)
-        total_loss += float(loss_sum)
-        correct += int(c)
+        args = (params, xb, yb, mask) if state is None else (params, state, xb, yb, mask)
+        sums.append(eval_step(*args))
+    total_loss = sum(float(loss) for loss, _ in sums)
+    correct = sum(int(c) for _, c in sums)
     return total_loss / max(n, 1), correct / max(n, 1)
 
 
@@ -163,6 +197,33 @@ class History:
 
     def as_dict(self):
         return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def _chunk_length(steps: int, target: int = 32) -> int:
+    """Steps per jitted call: the largest divisor of ``steps`` up to ``target``, so
+    every call of an epoch has one shape (one compilation)."""
+    return max(d for d in range(1, min(steps, target) + 1) if steps % d == 0)
+
+
+def _make_run_steps(model, optimizer, loss, parallel):
+    """``run(params, state, opt_state, x_all, y_all, idx, keys)``: ``len(idx)`` train
+    steps in one jitted ``lax.scan``, each gathering its batch ``x_all[idx[i]]``
+    from the device-resident data — no host work between the steps."""
+    step = _step_fn(model, optimizer, loss)
+
+    def run(params, state, opt_state, x_all, y_all, idx, keys):
+        def body(carry, inputs):
+            rows, key = inputs
+            xb = jax.lax.with_sharding_constraint(x_all[rows], parallel.batch)
+            yb = jax.lax.with_sharding_constraint(y_all[rows], parallel.batch)
+            params, state, opt_state, value, accuracy = step(*carry, xb, yb, key)
+            return (params, state, opt_state), (value, accuracy)
+
+        carry, (values, accuracies) = jax.lax.scan(body, (params, state, opt_state),
+                                                   (idx, keys))
+        return (*carry, values, accuracies)
+
+    return jax.jit(run, donate_argnums=(0, 1, 2))
 
 
 def fit(
@@ -197,11 +258,16 @@ def fit(
     batch dropped so every step has one shape), evaluation on the held-out
     split after each epoch, a checkpoint ``out_dir/checkpoint.npz`` after each
     epoch when ``out_dir`` is given, and with ``resume`` a restart from it.
+    The training split is copied to the device once; each jitted call runs a
+    chunk of steps (``lax.scan``) that gathers its batches there, so the host
+    only hands over the epoch's permutation.
 
-    Returns ``(params, history, stats)``; ``stats`` holds the training seconds
-    of this call (the train step is compiled before the clock starts, so
-    compilation is excluded: it is ``stats["compile_seconds"]``), images per
-    second and epochs run.
+    Returns ``(params, history, stats)`` — for a model with state (batch norm)
+    ``(params, state, history, stats)``, the state being what evaluation uses
+    (checkpoints hold it too).  ``stats`` holds the training seconds of this
+    call (the train step is compiled before the clock starts, so compilation
+    is excluded: it is ``stats["compile_seconds"]``), images per second and
+    epochs run.
 
     Examples:
       >>> import jcnn
@@ -221,7 +287,8 @@ def fit(
                          f"{parallel.size} devices")
     if batch_size > len(x_tr):
         raise ValueError(f"fit: batch_size {batch_size} exceeds the {len(x_tr)} training images")
-    steps_total = max(epochs * (len(x_tr) // batch_size), 1)
+    steps = len(x_tr) // batch_size
+    steps_total = max(epochs * steps, 1)
     if optimizer is None:
         optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps_total))
     elif not isinstance(optimizer, optax.GradientTransformation):
@@ -229,51 +296,60 @@ def fit(
                         f"{type(optimizer).__name__}")
     key = jax.random.key(seed)
     init_key, key = jax.random.split(key)
-    _, params = model.init(init_key, input_shape)
+    _, params, state = init_with_state(model, init_key, input_shape)
     opt_state = optimizer.init(params)
     history, start_epoch = History(), 0
     ckpt = Path(out_dir) / "checkpoint.npz" if out_dir is not None else None
+    trees = (params, opt_state, state) if model.stateful else (params, opt_state)
     if resume:
         if ckpt is None or not ckpt.is_file():
             raise FileNotFoundError(f"fit: --resume needs a checkpoint, none at {ckpt}")
-        (params, opt_state), meta = checkpoint.restore(ckpt, (params, opt_state))
+        trees, meta = checkpoint.restore(ckpt, trees)
         start_epoch = int(meta["epoch"])
         history = History(**meta["history"])
-    params, opt_state = parallel.replicate((params, opt_state))
-    train_step, eval_step = make_train_step(model, optimizer, loss), make_eval_step(model)
-    steps = len(x_tr) // batch_size
+    params, opt_state, *rest = parallel.replicate(trees)
+    state = rest[0] if model.stateful else {}
+    eval_step = jax.jit(_eval_fn(model))
+    run_steps = _make_run_steps(model, optimizer, loss, parallel)
+    x_all, y_all = parallel.replicate((np.asarray(x_tr), np.asarray(y_tr)))
+    chunk = _chunk_length(steps)
     last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
+
+    def epoch_plan(epoch):  # the same permutation and step keys whether resumed or not
+        epoch_key = jax.random.fold_in(key, epoch)
+        perm = np.asarray(jax.random.permutation(epoch_key, len(x_tr)))
+        idx = perm[:steps * batch_size].reshape(steps, batch_size)
+        keys = jax.vmap(partial(jax.random.fold_in, epoch_key))(jnp.arange(1, steps + 1))
+        return idx, keys
+
     t0 = time.perf_counter()  # compile once, before the clock starts
-    xb, yb = parallel.shard(x_tr[:batch_size], y_tr[:batch_size])
-    train_step = train_step.lower(params, opt_state, xb, yb, key).compile()
+    idx, keys = epoch_plan(start_epoch)
+    run_steps = run_steps.lower(params, state, opt_state, x_all, y_all, idx[:chunk],
+                                keys[:chunk]).compile()
     compile_seconds = time.perf_counter() - t0
     bar = _progress_bar((last_epoch - start_epoch) * steps) if progress else None
     train_seconds, images = 0.0, 0
     for epoch in range(start_epoch, last_epoch):
-        # the same permutation and step keys whether resumed or not
-        epoch_key = jax.random.fold_in(key, epoch)
-        perm = np.asarray(jax.random.permutation(epoch_key, len(x_tr)))
+        idx, keys = epoch_plan(epoch)
         losses, accs = [], []
         t0 = time.perf_counter()
-        for i in range(steps):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb, yb = parallel.shard(x_tr[idx], y_tr[idx])
-            step_key = jax.random.fold_in(epoch_key, i + 1)
-            params, opt_state, loss, acc = train_step(params, opt_state, xb, yb, step_key)
-            losses.append(loss)
-            accs.append(acc)
+        for c in range(0, steps, chunk):
+            params, state, opt_state, values, accuracies = run_steps(
+                params, state, opt_state, x_all, y_all, idx[c:c + chunk], keys[c:c + chunk])
+            losses.append(values)
+            accs.append(accuracies)
             if bar is not None:
-                bar.update(1)
-                if i % 10 == 0 or i == steps - 1:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}",
-                                    acc=f"{float(acc):.3f}")
+                bar.update(chunk)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{float(values[-1]):.4f}",
+                                acc=f"{float(accuracies[-1]):.3f}")
         jax.block_until_ready(params)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         images += steps * batch_size
-        test_loss, test_acc = evaluate(eval_step, params, x_te, y_te, parallel=parallel)
-        history.train_loss.append(float(np.mean(losses)))
-        history.train_accuracy.append(float(np.mean(accs)))
+        test_loss, test_acc = evaluate(eval_step, params, x_te, y_te, parallel=parallel,
+                                       state=state)
+        history.train_loss.append(float(np.mean(np.concatenate(losses))))
+        history.train_accuracy.append(float(np.mean(np.concatenate(accs))))
         history.test_loss.append(test_loss)
         history.test_accuracy.append(test_acc)
         history.seconds.append(seconds)
@@ -284,7 +360,8 @@ def fit(
             print(f"epoch {epoch + 1}/{epochs}: loss {history.train_loss[-1]:.4f}, "
                   f"test accuracy {test_acc:.4f} ({seconds:.1f} s)", flush=True)
         if ckpt is not None:
-            checkpoint.save(ckpt, (params, opt_state),
+            trees = (params, opt_state, state) if model.stateful else (params, opt_state)
+            checkpoint.save(ckpt, trees,
                             metadata={"epoch": epoch + 1, "history": history.as_dict(),
                                       "seed": seed, "lr": lr, "batch_size": batch_size})
     if bar is not None:
@@ -294,6 +371,8 @@ def fit(
              "images_per_second": images / train_seconds if train_seconds else 0.0,
              "compile_seconds": compile_seconds,
              "epochs": len(history.test_accuracy)}
+    if model.stateful:
+        return params, state, history, stats
     return params, history, stats
 
 

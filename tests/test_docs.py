@@ -8,24 +8,29 @@ from jcnn import (
     activations,
     adaptive_pooling,
     checkpoint,
+    combinators,
     conv_arrangements,
     conv_plan,
     convolution,
     data,
+    layer,
     linear,
     losses,
     nn,
+    normalization,
     padding,
     pooling,
+    summary,
     training,
     unpooling,
     viz,
 )
 
 
-@pytest.mark.parametrize("module", [activations, adaptive_pooling, checkpoint, conv_arrangements,
-                                    conv_plan, convolution, data, linear, losses, nn, padding,
-                                    pooling, training, unpooling, viz])
+@pytest.mark.parametrize("module", [activations, adaptive_pooling, checkpoint, combinators,
+                                    conv_arrangements, conv_plan, convolution, data, layer,
+                                    linear, losses, nn, normalization, padding, pooling, summary,
+                                    training, unpooling, viz])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
