@@ -69,35 +69,107 @@ def lax_avg_pool(x, window, stride=None, padding="VALID"):
     return lax_sum_pool(x, window, stride, padding) / np.prod(dims)
 
 
+def lax_batch_norm(x, scale, offset, eps=1e-5):
+    """Batch norm by its formula (plain autodiff): ``(y, mean, biased var)``."""
+    axes = tuple(range(x.ndim - 1))
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = jnp.mean(xf, axes)
+    var = jnp.mean((xf - mean) ** 2, axes)
+    y = (xf - mean) / jnp.sqrt(var + eps) * scale + offset
+    return y.astype(x.dtype), mean, var
+
+
+def _twin(layer, precision):
+    """``run(params, state, x, train) -> (y, state)`` of one layer, from lax and jnp."""
+    cfg = dict(layer.config)
+    name = layer.name
+    if name == "serial":
+        runs = [_twin(child, precision) for child in layer.layers]
+
+        def run(params, state, x, train):
+            new, state = [], state if layer.stateful else _no_state(layer)
+            for f, p, s in zip(runs, params, state, strict=True):
+                x, s = f(p, s, x, train)
+                new.append(s)
+            return x, tuple(new)
+
+        return run
+    if name == "residual":
+        block, shortcut = (_twin(child, precision) for child in layer.layers)
+
+        def run(params, state, x, train):
+            state = state if layer.stateful else _no_state(layer)
+            yb, sb = block(params["block"], state["block"], x, train)
+            ys, ss = shortcut(params["shortcut"], state["shortcut"], x, train)
+            return yb + ys, {"block": sb, "shortcut": ss}
+
+        return run
+    if name == "BatchNorm":
+        m, eps = cfg["momentum"], cfg["eps"]
+
+        def run(params, state, x, train):
+            if not train:
+                y = (x - state["mean"]) / jnp.sqrt(state["var"] + eps) * params["scale"] \
+                    + params["offset"]
+                return y, state
+            y, mean, var = lax_batch_norm(x, params["scale"], params["offset"], eps)
+            upd = {k: m * state[k] + (1 - m) * lax.stop_gradient(v).astype(state[k].dtype)
+                   for k, v in (("mean", mean), ("var", var))}
+            return y, upd
+
+        return run
+
+    def plain(params, x, train):
+        if name == "Conv":
+            return lax_conv(x, params["w"], params.get("b"), stride=cfg["stride"],
+                            padding=cfg["padding"], dilation=cfg["dilation"],
+                            groups=cfg["groups"], precision=precision)
+        if name in ("MaxPool", "AvgPool"):
+            if cfg.get("ceil_mode"):
+                raise NotImplementedError("lax_twin: ceil_mode")
+            pool = lax_max_pool if name == "MaxPool" else lax_avg_pool
+            return pool(x, cfg["window"], cfg["stride"], cfg["padding"])
+        if name == "Dense":
+            return jnp.matmul(x, params["w"], precision=precision) + params.get("b", 0)
+        if name == "Relu":
+            return jnp.where(x > 0, x, 0.0)  # relu′(0) = 0, as jcnn.relu
+        if name == "Flatten":
+            return x.reshape(x.shape[0], -1)
+        if name == "GlobalAvgPool":
+            return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+        if name == "Identity":
+            return x
+        if name == "Dropout":
+            if train:
+                raise NotImplementedError("lax_twin: dropout in training mode")
+            return x
+        raise NotImplementedError(f"lax_twin: layer {name}")
+
+    return lambda params, state, x, train: (plain(params, x, train), state)
+
+
+def lax_twin_with_state(model, precision=HIGHEST):
+    """``apply(params, state, x, *, train=False) -> (y, state)`` of ``model`` rebuilt from
+    lax convolutions and pools and batch norm's formula (any :mod:`jcnn.nn` model)."""
+    run = _twin(model, precision)
+    return lambda params, state, x, *, train=False: run(params, state, x, train)
+
+
 def lax_twin(model, precision=HIGHEST):
-    """``apply(params, x)`` (inference) of ``model`` with lax convolutions and pools."""
-    layers = model.layers or (model,)
+    """``apply(params, x)`` (inference) of a stateless ``model`` with lax convolutions
+    and pools."""
+    run = _twin(model, precision)
+    state = _no_state(model)
 
     def apply(params, x, *, key=None, train=False):
-        for layer, p in zip(layers, params):
-            cfg = dict(layer.config)
-            if layer.name == "Conv":
-                x = lax_conv(x, p["w"], p.get("b"), stride=cfg["stride"],
-                             padding=cfg["padding"], dilation=cfg["dilation"],
-                             groups=cfg["groups"], precision=precision)
-            elif layer.name in ("MaxPool", "AvgPool"):
-                if cfg.get("ceil_mode"):
-                    raise NotImplementedError("lax_twin: ceil_mode")
-                pool = lax_max_pool if layer.name == "MaxPool" else lax_avg_pool
-                x = pool(x, cfg["window"], cfg["stride"], cfg["padding"])
-            elif layer.name == "Dense":
-                x = jnp.matmul(x, p["w"], precision=precision) + (p["b"] if "b" in p else 0)
-            elif layer.name == "Relu":
-                x = jnp.where(x > 0, x, 0.0)  # relu′(0) = 0, as jcnn.relu
-            elif layer.name == "Flatten":
-                x = x.reshape(x.shape[0], -1)
-            elif layer.name == "GlobalAvgPool":
-                x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
-            elif layer.name == "Dropout":
-                if train:
-                    raise NotImplementedError("lax_twin: dropout in training mode")
-            else:
-                raise NotImplementedError(f"lax_twin: layer {layer.name}")
-        return x
+        return run(params, state, x, train)[0]
 
     return apply
+
+
+def _no_state(layer):
+    if layer.name == "serial":
+        return tuple(_no_state(child) for child in layer.layers)
+    if layer.name == "residual":
+        return {"block": _no_state(layer.layers[0]), "shortcut": _no_state(layer.layers[1])}
+    return {}
