@@ -22,7 +22,7 @@ import jax
 
 from jcnn import nn
 from jcnn.data import load_digits
-from jcnn.training import DataParallel, fit
+from jcnn.training import DataParallel, fit, predict
 
 
 def digits_model():
@@ -44,11 +44,13 @@ INPUT_SHAPE = (-1, 8, 8, 1)
 
 
 def parse_args(argv=None, *, epochs=30, batch_size=64, lr=3e-3, description=None,
-               data_dir=False):
-    p = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
+               data_dir=False, parser=None):
+    """The examples' shared flags; ``data_dir``: False (none), True (required) or
+    "optional"; ``parser`` an ``ArgumentParser`` with the example's own flags."""
+    p = parser or argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     if data_dir:
-        p.add_argument("--data-dir", type=Path, required=True,
-                       help="directory holding the four MNIST IDX files (.gz or not)")
+        p.add_argument("--data-dir", type=Path, required=data_dir is True,
+                       default=None, help="directory holding the four IDX files (.gz or not)")
     p.add_argument("--epochs", type=int, default=epochs, help="total epochs (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=batch_size, help="default %(default)s")
     p.add_argument("--lr", type=float, default=lr,
@@ -64,7 +66,7 @@ def parse_args(argv=None, *, epochs=30, batch_size=64, lr=3e-3, description=None
     return p.parse_args(argv)
 
 
-def run(args, model, data, input_shape, name):
+def run(args, model, data, input_shape, name, class_names=None, augment=None):
     devices = jax.devices()[: args.devices] if args.devices else jax.devices()
     if args.devices and len(devices) < args.devices:
         sys.exit(f"--devices {args.devices}: only {len(devices)} available")
@@ -75,17 +77,28 @@ def run(args, model, data, input_shape, name):
     print(nn.summary(model, input_shape))
     print(f"{name}: {len(data[0])} train / {len(data[2])} test images, "
           f"{len(devices)} device(s): {devices[0].platform}")
-    params, history, stats = fit(
+    result = fit(
         model, data, input_shape=input_shape, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, out_dir=args.out, resume=args.resume,
-        parallel=DataParallel(devices), progress=not args.no_progress,
+        parallel=DataParallel(devices), progress=not args.no_progress, augment=augment,
     )
+    if model.stateful:  # batch norm: fit also returns the running statistics
+        params, state, history, stats = result
+    else:
+        (params, history, stats), state = result, {}
     metrics = {"test_accuracy": history.test_accuracy[-1] if history.test_accuracy else 0.0,
-               **stats}
+               "seconds_per_epoch": (sum(history.seconds) / len(history.seconds)
+                                     if history.seconds else None),
+               "seed": args.seed, "epochs_total": args.epochs, "batch_size": args.batch_size,
+               "lr": args.lr, **stats}
     if args.out is not None:
-        from jcnn.viz import plot_training_curves
+        from jcnn.viz import confusion_matrix, plot_confusion_matrix, plot_training_curves
 
         plot_training_curves(history, args.out / "curves.png")
+        if class_names is not None:
+            predicted = predict(model, params, data[2], state=state)
+            cm = confusion_matrix(data[3], predicted, len(class_names))
+            plot_confusion_matrix(cm, args.out / "confusion.png", class_names)
     if args.metrics_json is not None:
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         args.metrics_json.write_text(json.dumps(metrics, indent=2))

@@ -107,7 +107,7 @@ __all__ = [
     "tanh",
 ]
 
-_SUBMODULES = ("activations", "adaptive_pooling", "checkpoint", "combinators",
+_SUBMODULES = ("activations", "adaptive_pooling", "augment", "checkpoint", "combinators",
                "conv_arrangements", "conv_plan", "convolution", "data", "layer", "linear",
                "losses", "nn", "normalization", "padding", "pooling", "summary", "training",
                "unpooling", "viz", "window")

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FASHION_MNIST_DIR", "MNIST_FILES", "load_digits", "load_fashion_mnist", "load_mnist",
-           "read_idx", "write_idx"]
+__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "MNIST_FILES", "load_digits",
+           "load_fashion_mnist", "load_mnist", "read_idx", "write_idx"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

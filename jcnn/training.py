@@ -28,7 +28,8 @@ from . import checkpoint
 from .layer import Layer, apply_with_state, init_with_state
 from .losses import softmax_cross_entropy
 
-__all__ = ["DataParallel", "History", "evaluate", "fit", "make_eval_step", "make_train_step"]
+__all__ = ["DataParallel", "History", "evaluate", "fit", "make_eval_step", "make_train_step",
+           "predict"]
 
 
 def _step_fn(model: Layer, optimizer, loss):
@@ -185,6 +186,34 @@ def evaluate(eval_step, params, x, y, batch_size=500, parallel: DataParallel | N
     return total_loss / max(n, 1), correct / max(n, 1)
 
 
+def predict(model: Layer, params, x, *, state=None, batch_size: int = 1000) -> np.ndarray:
+    """Predicted classes (argmax of the logits) of ``x`` in evaluation mode, in
+    jitted fixed-size batches; ``state`` for a stateful model.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from jcnn import nn
+      >>> from jcnn.training import predict
+      >>> model = nn.serial(nn.Flatten, nn.Dense(3))
+      >>> _, params = model.init(jax.random.key(0), (-1, 4))
+      >>> predict(model, params, np.ones((5, 4), np.float32), batch_size=2).shape
+      (5,)
+    """
+    if model.stateful and state is None:
+        raise TypeError("predict: the model has state (batch norm); pass state=")
+    state = state if model.stateful else {}
+    classes = jax.jit(lambda p, s, xb: jnp.argmax(
+        apply_with_state(model, p, s, xb, train=False)[0], -1))
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = np.asarray(x[start:start + batch_size])
+        pad = batch_size - len(xb) if len(x) > batch_size else 0
+        if pad:  # one compiled shape
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+        out.append(np.asarray(classes(params, state, xb))[:len(xb) - pad])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
 @dataclass
 class History:
     """Per-epoch metrics of a :func:`fit` run."""
@@ -205,16 +234,21 @@ def _chunk_length(steps: int, target: int = 32) -> int:
     return max(d for d in range(1, min(steps, target) + 1) if steps % d == 0)
 
 
-def _make_run_steps(model, optimizer, loss, parallel):
+def _make_run_steps(model, optimizer, loss, parallel, augment=None):
     """``run(params, state, opt_state, x_all, y_all, idx, keys)``: ``len(idx)`` train
     steps in one jitted ``lax.scan``, each gathering its batch ``x_all[idx[i]]``
-    from the device-resident data — no host work between the steps."""
+    from the device-resident data (and augmenting it with ``augment(key, x)``)
+    — no host work between the steps."""
     step = _step_fn(model, optimizer, loss)
 
     def run(params, state, opt_state, x_all, y_all, idx, keys):
         def body(carry, inputs):
             rows, key = inputs
-            xb = jax.lax.with_sharding_constraint(x_all[rows], parallel.batch)
+            xb = x_all[rows]
+            if augment is not None:
+                aug_key, key = jax.random.split(key)
+                xb = augment(aug_key, xb)
+            xb = jax.lax.with_sharding_constraint(xb, parallel.batch)
             yb = jax.lax.with_sharding_constraint(y_all[rows], parallel.batch)
             params, state, opt_state, value, accuracy = step(*carry, xb, yb, key)
             return (params, state, opt_state), (value, accuracy)
@@ -242,6 +276,7 @@ def fit(
     stop_after: int | None = None,
     optimizer: optax.GradientTransformation | None = None,
     loss: Callable = softmax_cross_entropy,
+    augment: Callable | None = None,
 ):
     """Train ``model`` on ``data = (x_train, y_train, x_test, y_test)``.
 
@@ -249,7 +284,9 @@ def fit(
     whose learning rate follows a cosine decay from ``lr`` to 0 over all
     ``epochs`` (so a resumed run with the same ``epochs`` continues exactly).
     ``loss(logits, labels)`` is the training loss (softmax cross-entropy by
-    default; evaluation reports cross-entropy and accuracy).
+    default; evaluation reports cross-entropy and accuracy).  ``augment(key, x)``
+    (e.g. :func:`jcnn.augment.flip_and_shift`) transforms each training batch
+    inside the jitted step; evaluation sees the images as they are.
     ``stop_after`` ends this call after that many epochs, as an interruption
     would; ``resume`` picks up from the checkpoint.  ``progress`` shows a
     tqdm bar when tqdm is installed, else one line per epoch.
@@ -310,7 +347,9 @@ def fit(
     params, opt_state, *rest = parallel.replicate(trees)
     state = rest[0] if model.stateful else {}
     eval_step = jax.jit(_eval_fn(model))
-    run_steps = _make_run_steps(model, optimizer, loss, parallel)
+    if augment is not None and not callable(augment):
+        raise TypeError(f"fit: `augment` must be a function (key, x) -> x, got {augment!r}")
+    run_steps = _make_run_steps(model, optimizer, loss, parallel, augment)
     x_all, y_all = parallel.replicate((np.asarray(x_tr), np.asarray(y_tr)))
     chunk = _chunk_length(steps)
     last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)

@@ -21,10 +21,12 @@ from .pooling import max_pool2d
 
 __all__ = [
     "CLASSIC_KERNELS",
+    "confusion_matrix",
     "conv_vs_dense_params",
     "max_pool_routes",
     "pixel_usage",
     "plot_backprop",
+    "plot_confusion_matrix",
     "plot_filters_and_maps",
     "plot_image_as_tensor",
     "plot_kernel_gallery",
@@ -423,3 +425,53 @@ def plot_training_curves(history, path) -> dict:
     fig.tight_layout()
     _save(fig, path)
     return {"epochs": len(epochs)}
+
+
+def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
+    """``cm[i, j]``: how many examples of class ``i`` were predicted as ``j``.
+
+    Examples:
+      >>> from jcnn import viz
+      >>> viz.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3).tolist()
+      [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    """
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise ValueError(f"confusion_matrix: labels {labels.shape} and predictions "
+                         f"{predictions.shape} must be equal-length vectors")
+    for name, v in (("labels", labels), ("predictions", predictions)):
+        if v.size and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError(f"confusion_matrix: {name} must lie in [0, {num_classes})")
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (labels, predictions), 1)
+    return cm
+
+
+def plot_confusion_matrix(cm: np.ndarray, path, class_names=None) -> dict:
+    """The confusion matrix as a heat map, rows normalised to recall, counts written
+    in; the diagonal is each class's recall.
+
+    Examples:
+      >>> import pathlib, tempfile, numpy as np
+      >>> from jcnn import viz
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> viz.plot_confusion_matrix(np.array([[8, 2], [1, 9]]), out / 'cm.png', ['a', 'b'])
+      {'accuracy': 0.85, 'worst_class': 'a'}
+    """
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = len(cm)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    recall = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if recall[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set(xlabel="predicted", ylabel="true", title="test set (row = true class)")
+    _save(fig, path)
+    worst = int(np.argmin(np.diag(recall)))
+    return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "worst_class": names[worst]}

@@ -7,6 +7,7 @@ import pytest
 from jcnn import (
     activations,
     adaptive_pooling,
+    augment,
     checkpoint,
     combinators,
     conv_arrangements,
@@ -27,7 +28,7 @@ from jcnn import (
 )
 
 
-@pytest.mark.parametrize("module", [activations, adaptive_pooling, checkpoint, combinators,
+@pytest.mark.parametrize("module", [activations, adaptive_pooling, augment, checkpoint, combinators,
                                     conv_arrangements, conv_plan, convolution, data, layer,
                                     linear, losses, nn, normalization, padding, pooling, summary,
                                     training, unpooling, viz])

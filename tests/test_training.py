@@ -14,13 +14,14 @@ import numpy as np
 import optax
 import pytest
 import train_digits
+import train_fashion
 import train_mnist
 from cases import write_toy_mnist
 
 import jcnn
 from jcnn import nn
 from jcnn.data import load_digits
-from jcnn.training import fit, make_train_step
+from jcnn.training import fit, make_train_step, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +124,8 @@ def test_train_mnist_example_runs_on_small_idx_files(tmp_path):
         "--out", str(out), "--metrics-json", str(tmp_path / "m.json"), "--lr", "2e-3"])
     saved = json.loads((tmp_path / "m.json").read_text())
     assert set(saved) == {"test_accuracy", "train_seconds", "images_per_second", "epochs",
-                          "compile_seconds"}
+                          "compile_seconds", "seconds_per_epoch", "seed", "epochs_total",
+                          "batch_size", "lr"}
     assert saved["epochs"] == 2 and saved["test_accuracy"] == history.test_accuracy[-1]
     assert (out / "checkpoint.npz").is_file() and (out / "curves.png").stat().st_size > 1000
 
@@ -137,6 +139,47 @@ def test_train_digits_example_flags(tmp_path):
         "--epochs", "3", "--batch-size", "32", "--no-progress", "--seed", "1",
         "--out", str(tmp_path), "--resume"])
     assert history2.test_accuracy[:2] == history.test_accuracy and len(history2.test_accuracy) == 3
+
+
+@pytest.mark.parametrize("model", ["lenet", "resnet"])
+def test_train_fashion_example_on_small_idx_files(tmp_path, model):
+    write_toy_mnist(tmp_path, n_train=64, n_test=32, compress=True)
+    out = tmp_path / "run"
+    _, history, metrics = train_fashion.main([
+        "--model", model, "--data-dir", str(tmp_path), "--epochs", "2", "--batch-size", "32",
+        "--no-progress", "--out", str(out), "--metrics-json", str(tmp_path / "m.json")])
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["epochs"] == 2 and saved["test_accuracy"] == history.test_accuracy[-1]
+    assert saved["seconds_per_epoch"] > 0
+    for name in ("checkpoint.npz", "curves.png", "confusion.png"):
+        assert (out / name).stat().st_size > 1000, name
+    _, history2, _ = train_fashion.main([
+        "--model", model, "--data-dir", str(tmp_path), "--epochs", "3", "--batch-size", "32",
+        "--no-progress", "--out", str(out), "--resume"])
+    assert history2.test_accuracy[:2] == history.test_accuracy
+
+
+def test_fit_augments_training_batches_only(digits):
+    """An augmentation that blanks every image leaves the model only the class
+    prior: training accuracy falls to about the commonest class's share."""
+    common = dict(input_shape=(-1, 8, 8, 1), epochs=3, batch_size=64, lr=3e-3, progress=False)
+    _, plain, _ = fit(_small_model(), digits, **common)
+    _, blank, _ = fit(_small_model(), digits, augment=lambda key, x: jnp.zeros_like(x), **common)
+    assert plain.train_accuracy[-1] > 0.6 and blank.train_accuracy[-1] < 0.2
+    _, same, _ = fit(_small_model(), digits, augment=lambda key, x: x, **common)
+    assert plain.test_accuracy == same.test_accuracy  # an identity changes nothing
+    with pytest.raises(TypeError, match="fit: `augment` must be a function"):
+        fit(_small_model(), digits, augment="flip", **common)
+
+
+def test_predict_equals_the_argmax_of_apply(digits):
+    model = _bn_model()
+    _, params, state = nn.init_with_state(model, KEY, (-1, 8, 8, 1))
+    x = digits[2][:37]
+    want = jnp.argmax(model.apply(params, x, state=state)[0], -1)
+    np.testing.assert_array_equal(predict(model, params, x, state=state, batch_size=16), want)
+    with pytest.raises(TypeError, match="predict: the model has state"):
+        predict(model, params, x)
 
 
 def test_sharded_step_equals_single_device_step():

@@ -107,3 +107,25 @@ def test_benchmark_suite_runs_on_tiny_shapes(tmp_path):
     assert len(conv_rows) == 3 and len(pool_rows) == 4
     text = (tmp_path / "B.md").read_text()
     assert "Geometric mean jcnn/lax" in text and "digits train step" in text
+
+
+def test_confusion_matrix_counts_against_a_loop():
+    rng = np.random.default_rng(4)
+    labels, predicted = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    cm = viz.confusion_matrix(labels, predicted, 4)
+    loop = np.zeros((4, 4), int)
+    for t, p in zip(labels, predicted):
+        loop[t, p] += 1
+    np.testing.assert_array_equal(cm, loop)
+    assert cm.sum() == 50 and np.trace(cm) == np.sum(labels == predicted)
+
+
+def test_confusion_matrix_picture_and_errors(tmp_path):
+    out = viz.plot_confusion_matrix(np.array([[5, 0, 0], [1, 3, 1], [0, 0, 4]]),
+                                    tmp_path / "cm.png", ["x", "y", "z"])
+    assert out == {"accuracy": 12 / 14, "worst_class": "y"}  # recalls 1, 3/5, 1
+    assert _png(tmp_path / "cm.png")
+    with pytest.raises(ValueError, match=r"confusion_matrix: labels must lie in \[0, 3\)"):
+        viz.confusion_matrix([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError, match="equal-length vectors"):
+        viz.confusion_matrix([0, 1], [0], 3)
