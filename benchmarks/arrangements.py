@@ -64,7 +64,11 @@ def sweep(layers, dtype, platform, blocks=False, rounds=10):
                 for pname, fn in table.items():
                     if pname == "depthwise" and not geo.depthwise:
                         continue
-                    if tag and pname in ("offsets", "scan", "shift", "depthwise", "fullconv") \
+                    if pname == "pallas" and (platform not in ("cuda", "rocm")
+                                              or len(geo.window) > 2):
+                        continue  # interpret mode elsewhere: a test tool, not a contender
+                    if tag and pname in ("offsets", "scan", "shift", "depthwise", "fullconv",
+                                         "pallas") \
                             and kind != "dw":
                         continue  # those ignore the block
                     if kind == "fwd":

@@ -74,7 +74,7 @@ def resnet(widths=(16, 32, 64)):
 MODELS = {
     # name: (constructor, epochs, batch size, peak learning rate, augmentation)
     "lenet": (lenet, 15, 128, 3e-3, "none"),
-    "resnet": (resnet, 15, 128, 3e-3, "flip-shift"),
+    "resnet": (resnet, 36, 128, 3e-3, "flip-shift"),
 }
 AUGMENT = {"none": None, "flip-shift": flip_and_shift}
 

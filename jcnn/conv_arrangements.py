@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from . import window as win
 from ._checks import acc_dtype
+from .conv_pallas import forward_pallas
 from .padding import conv_out_shape
 
 __all__ = [
@@ -393,6 +394,7 @@ FORWARD = {
     "scan": forward_scan,
     "shift": forward_shift,
     "depthwise": forward_depthwise,
+    "pallas": forward_pallas,  # a fused Pallas kernel (jcnn/conv_pallas.py); only when forced
 }
 INPUT_GRAD = {
     "scatter": input_grad_scatter,

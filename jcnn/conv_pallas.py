@@ -1,0 +1,158 @@
+"""Conv's forward windowed sum as one fused Pallas kernel (an arrangement).
+
+From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
+(§3, §6).  The kernel computes the article's sum for one tile of output rows ×
+output channels of one image::
+
+    Z[n, p, q, o] = Σ_i Σ_j  X_pad[n, p·s_h + i·d_h, q·s_w + j·d_w, :] · W[i, j, :, o]
+
+walking the kernel offsets ``(i, j)``: each offset's strided slice of the padded
+image is loaded straight from the input and multiplied into one f32
+accumulator — no patch matrix and no per-offset product is written to memory
+(the XLA arrangements in :mod:`jcnn.conv_arrangements` write one or the other).
+Groups run as one kernel call per group.
+
+On a GPU the kernel compiles through Pallas (Triton); anywhere else it runs in
+Pallas' interpret mode, which is how the tests check it on a CPU.  The plan
+(:mod:`jcnn.conv_plan`) does not choose it on its own: until it is measured
+against cuDNN it runs only when forced, ``plan=ConvPlan(forward="pallas", ...)``.
+Two spatial dims (1-D convolutions are lifted to 2-D); tested with jax 0.10.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from ._checks import acc_dtype
+
+__all__ = ["forward_pallas", "tiles"]
+
+TILE_POSITIONS = 64  # output positions (rows × columns) per program
+TILE_CHANNELS = 64  # output channels per program, at most
+CHUNK_CHANNELS = 32  # input channels per product, at most
+MIN_DIM = 16  # Triton's smallest matrix-product dimension
+_GPUS = ("cuda", "rocm")
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _pow2_at_most(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def tiles(out_h: int, out_w: int, c_in: int, c_out: int) -> dict:
+    """One program's tile, every size a power of two (as Triton's blocks): ``cols``
+    output columns, ``rows`` output rows (``rows·cols`` about
+    :data:`TILE_POSITIONS`, at least 16), ``out`` output channels (up to
+    :data:`TILE_CHANNELS`) and ``chunk`` input channels per product (up to
+    :data:`CHUNK_CHANNELS`, at least 16; the channels are zero-padded to a
+    multiple of it).
+
+    Examples:
+      >>> from jcnn.conv_pallas import tiles
+      >>> tiles(56, 56, 64, 64)
+      {'rows': 1, 'cols': 64, 'out': 64, 'chunk': 32}
+      >>> tiles(7, 7, 3, 10)
+      {'rows': 8, 'cols': 8, 'out': 16, 'chunk': 16}
+    """
+    cols = min(_pow2_at_least(out_w), TILE_POSITIONS)
+    rows = max(min(_pow2_at_least(out_h), TILE_POSITIONS // cols), MIN_DIM // cols, 1)
+    out = max(min(TILE_CHANNELS, _pow2_at_least(c_out)), MIN_DIM)
+    chunk = max(min(CHUNK_CHANNELS, _pow2_at_least(c_in)), MIN_DIM)
+    return {"rows": rows, "cols": cols, "out": out, "chunk": chunk}
+
+
+def _triton_params():
+    """Triton's compiler parameters (without them a CUDA lowering picks Mosaic GPU,
+    which stages whole blocks — here a whole padded image — in shared memory)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+
+
+def _kernel(x_ref, w_ref, o_ref, *, window, stride, dilation, t, precision, acc):
+    (kh, kw), (sh, sw), (dh, dw) = window, stride, dilation
+    rows, cols, chunk = t["rows"], t["cols"], t["chunk"]
+    h0 = pl.program_id(1) * rows * sh
+    w0 = pl.program_id(2) * cols * sw
+    total = jnp.zeros((rows * cols, t["out"]), acc)
+    for i in range(kh):
+        for j in range(kw):
+            for c in range(0, x_ref.shape[-1], chunk):
+                xs = x_ref[pl.ds(h0 + i * dh, rows, sh), pl.ds(w0 + j * dw, cols, sw),
+                           pl.ds(c, chunk)]
+                total += jnp.dot(xs.reshape(rows * cols, chunk), w_ref[i, j, pl.ds(c, chunk), :],
+                                 precision=precision, preferred_element_type=acc)
+    o_ref[...] = total.reshape(rows, cols, t["out"]).astype(o_ref.dtype)
+
+
+def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
+    """One group: ``xp`` padded ``(N, Hp, Wp, C)``, ``w`` ``(kh, kw, C, O)``."""
+    n, _, _, c_in = xp.shape
+    kh, kw, _, c_out = w.shape
+    out_h, out_w = out_hw
+    t = tiles(out_h, out_w, c_in, c_out)
+    gh, gw, go = pl.cdiv(out_h, t["rows"]), pl.cdiv(out_w, t["cols"]), pl.cdiv(c_out, t["out"])
+    c_pad = pl.cdiv(c_in, t["chunk"]) * t["chunk"]
+    # zeros below, right and after the channels, so that every tile's loads stay
+    # inside the array and every product has whole chunks
+    need_h = (gh * t["rows"] - 1) * stride[0] + (kh - 1) * dilation[0] + 1
+    need_w = (gw * t["cols"] - 1) * stride[1] + (kw - 1) * dilation[1] + 1
+    xp = jnp.pad(xp, ((0, 0), (0, max(need_h - xp.shape[1], 0)),
+                      (0, max(need_w - xp.shape[2], 0)), (0, c_pad - c_in)))
+    w = jnp.pad(w, ((0, 0), (0, 0), (0, c_pad - c_in), (0, go * t["out"] - c_out)))
+    acc = acc_dtype(xp.dtype)
+    kernel = functools.partial(_kernel, window=(kh, kw), stride=stride, dilation=dilation,
+                               t=t, precision=precision, acc=acc)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((n, gh * t["rows"], gw * t["cols"], go * t["out"]), acc),
+        grid=(n, gh, gw, go),
+        in_specs=[pl.BlockSpec((None, *xp.shape[1:]), lambda b, h, v, o: (b, 0, 0, 0)),
+                  pl.BlockSpec((kh, kw, c_pad, t["out"]), lambda b, h, v, o: (0, 0, 0, o))],
+        out_specs=pl.BlockSpec((None, t["rows"], t["cols"], t["out"]),
+                               lambda b, h, v, o: (b, h, v, o)),
+        interpret=interpret,
+        compiler_params=None if interpret else _triton_params(),
+        name="jcnn_conv_forward",
+    )(xp, w)
+    return out[:, :out_h, :out_w, :c_out]
+
+
+def forward_pallas(x, w, geo, *, block, precision, platforms):
+    """The fused forward kernel (module docstring); ``block`` is not used (the
+    kernel never builds a batch-sized temporary)."""
+    if len(geo.window) not in (1, 2):
+        raise ValueError(f"conv: the 'pallas' forward takes 1-D and 2-D convolutions, got "
+                         f"{len(geo.window)} spatial dims (window {geo.window})")
+    lift = len(geo.window) == 1
+    if lift:  # (N, L, C) → (N, 1, L, C)
+        x, w = x[:, None], w[None]
+    stride = (1, *geo.stride) if lift else geo.stride
+    dilation = (1, *geo.dilation) if lift else geo.dilation
+    pads = ((0, 0), *geo.pads) if lift else geo.pads
+    out_hw = (1, *geo.out_shape) if lift else geo.out_shape
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    g, cig, cog = geo.groups, geo.cig, geo.c_out // geo.groups
+
+    def run(xp, w, interpret):
+        outs = [_conv2d(xp[..., k * cig:(k + 1) * cig], w[..., k * cog:(k + 1) * cog], out_hw,
+                        stride, dilation, precision, interpret) for k in range(g)]
+        return outs[0] if g == 1 else jnp.concatenate(outs, axis=-1)
+
+    gpus = [p for p in platforms if p in _GPUS]
+    if not gpus:
+        y = run(xp, w, True)
+    elif len(gpus) == len(platforms):
+        y = run(xp, w, False)
+    else:  # compiled where lowered for a GPU, interpreted elsewhere
+        compiled = functools.partial(run, interpret=False)
+        y = jax.lax.platform_dependent(xp, w, default=functools.partial(run, interpret=True),
+                                       **{p: compiled for p in gpus})
+    return y[:, 0] if lift else y
