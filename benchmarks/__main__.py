@@ -97,40 +97,46 @@ def _time(fns, args, repeats):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _torch_conv(shape):
+def _torch():
+    """PyTorch with as many threads as XLA's CPU client uses, or None."""
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
-    x = torch.randn(shape.x[0], shape.x[-1], *shape.x[1:-1], requires_grad=True)
+    return torch
+
+
+def _torch_conv(shape, y_shape):
+    """PyTorch's CPU conv (NCHW, its native layout): ``(fwd, fwd_bwd)`` closures that
+    ignore their arguments, so they alternate with the JAX contenders in ``_time``;
+    the backward takes a dense random cotangent, ``y.backward(ct)``, as jax.vjp does."""
+    torch = _torch()
+    if torch is None:
+        return None
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape.x[0], shape.x[-1], *shape.x[1:-1], generator=g, requires_grad=True)
     nd = len(shape.x) - 2
-    w = torch.randn(shape.w[-1], shape.w[-2], *shape.w[:-2], requires_grad=True)
+    w = torch.randn(shape.w[-1], shape.w[-2], *shape.w[:-2], generator=g) * 0.1
+    w.requires_grad_(True)
+    ct = torch.randn(y_shape[0], y_shape[-1], *y_shape[1:-1], generator=g)
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
             3: torch.nn.functional.conv3d}[nd]
     pad = "same" if shape.padding == "SAME" and shape.stride == 1 else 0
     if shape.padding == "SAME" and shape.stride != 1:
         pad = shape.w[0] // 2
 
-    def fwd_bwd():
+    def fwd_bwd(*_):
+        x.grad = w.grad = None
         y = conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
-        y.sum().backward()
+        y.backward(ct)
+        return x.grad
 
-    def fwd():
+    def fwd(*_):
         with torch.no_grad():
-            conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
+            return conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
 
     return fwd, fwd_bwd
-
-
-def _time_torch(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def bench_conv(shape, repeats):
@@ -165,16 +171,16 @@ def bench_conv(shape, repeats):
     for k, f in forwards.items():
         fwd_c[k], row[f"compile_fwd_{k}"], _ = _compile(f, (x, w))
         fb_c[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd(f), (x, w, ct))
-    fwd_t = _time({k: c for k, c in fwd_c.items() if k != "autodiff"}, (x, w), repeats)
+    fwd_c = {k: c for k, c in fwd_c.items() if k != "autodiff"}
+    torch_fns = _torch_conv(shape, y_shape)
+    if torch_fns is not None:  # alternated with the JAX contenders, same process
+        fwd_c["torch"], fb_c["torch"] = torch_fns
+    fwd_t = _time(fwd_c, (x, w), repeats)
     fb_t = _time(fb_c, (x, w, ct), repeats)
     for k in fwd_t:
         row[f"fwd_{k}"] = fwd_t[k]
     for k in fb_t:
         row[f"fb_{k}"] = fb_t[k]
-    torch_fns = _torch_conv(shape)
-    if torch_fns is not None:
-        row["fwd_torch"] = _time_torch(torch_fns[0], repeats)
-        row["fb_torch"] = _time_torch(torch_fns[1], repeats)
     return row
 
 
@@ -210,12 +216,34 @@ def bench_pools(n, repeats, quick):
             compiled[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd, (x, ct))
             # the cotangent computed by an elementwise chain XLA may fuse into the backward
             chained[k], _, _ = _compile(jax.grad(lambda x, f=f: jnp.sum(jnp.sin(f(x)))), (x,))
+        torch_fb = _torch_pool(name, window, stride, padding, x, ct)
+        if torch_fb is not None:
+            compiled["torch"] = torch_fb
         t = _time(compiled, (x, ct), repeats)
         row.update({f"fb_{k}": v for k, v in t.items()})
         t = _time(chained, (x,), repeats)
         row.update({f"chain_{k}": v for k, v in t.items()})
         rows.append(row)
     return rows
+
+
+def _torch_pool(name, window, stride, padding, x, ct):
+    """PyTorch's CPU pool, forward + ``y.backward(ct)``, as an argument-ignoring closure."""
+    torch = _torch()
+    if torch is None:
+        return None
+    xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    ctt = torch.from_numpy(np.asarray(ct).transpose(0, 3, 1, 2).copy())
+    pad = 0 if padding == "VALID" else padding[0][0]
+    pool = (torch.nn.functional.max_pool2d if name.startswith("max")
+            else torch.nn.functional.avg_pool2d)
+
+    def fwd_bwd(*_):
+        xt.grad = None
+        pool(xt, window, stride or window, pad).backward(ctt)
+        return xt.grad
+
+    return fwd_bwd
 
 
 def bench_train_step(repeats, quick):
@@ -247,6 +275,11 @@ def _ms(s):
     return f"{s * 1e3:.2f}" if s is not None else "–"
 
 
+def _ratio(row, kind, other):
+    a, b = row.get(f"{kind}_jcnn"), row.get(f"{kind}_{other}")
+    return f"**{a / b:.2f}**" if a and b else "–"
+
+
 def _mb(b):
     return f"{b / 2**20:.1f}" if b is not None else "–"
 
@@ -266,7 +299,7 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
             "jcnn GFLOP/s", "lax GFLOP/s", "jcnn % of GEMM", "compile jcnn/lax s",
             "temp MB jcnn/lax"]
     if has_torch:
-        head[5:5] = ["torch ms"]
+        head[5:5] = ["torch ms", "jcnn/torch"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     ratios_fb, ratios_f = [], []
@@ -281,7 +314,7 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
                  f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f}",
                  f"{_mb(r['temp_jcnn'])} / {_mb(r['temp_lax'])}"]
         if has_torch:
-            cells[5:5] = [_ms(r.get("fb_torch"))]
+            cells[5:5] = [_ms(r.get("fb_torch")), _ratio(r, "fb", "torch")]
         lines.append("| " + " | ".join(cells) + " |")
     gm = math.exp(statistics.fmean(math.log(v) for v in ratios_fb))
     lines.append(f"\nGeometric mean jcnn/lax (fwd+bwd): **{gm:.2f}**, worst "
@@ -291,19 +324,30 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
 
         rows = [r for r in conv_rows if "fb_torch" in r]
 
-        def gmean(key):
-            return math.exp(statistics.fmean(math.log(r[key] / r["fb_torch"]) for r in rows))
+        def ratios(key, kind):
+            return [r[f"{kind}_{key}"] / r[f"{kind}_torch"] for r in rows]
 
-        lines.append(f"PyTorch {torch.__version__} CPU (timed after the JAX contenders, "
-                     f"`y.sum().backward()`): geometric mean jcnn/torch "
-                     f"**{gmean('fb_jcnn'):.2f}**, lax/torch {gmean('fb_lax'):.2f}.\n")
+        def gmean(v):
+            return math.exp(statistics.fmean(math.log(u) for u in v))
+
+        lines.append(f"PyTorch {torch.__version__} CPU ({torch.get_num_threads()} threads, "
+                     "NCHW, alternated with the JAX contenders in one process; backward "
+                     "`y.backward(ct)` for the same kind of dense random cotangent): "
+                     f"geometric mean jcnn/torch fwd+bwd **{gmean(ratios('jcnn', 'fb')):.2f}** "
+                     f"(worst {max(ratios('jcnn', 'fb')):.2f}), forward "
+                     f"**{gmean(ratios('jcnn', 'fwd')):.2f}** (worst "
+                     f"{max(ratios('jcnn', 'fwd')):.2f}); lax/torch fwd+bwd "
+                     f"{gmean(ratios('lax', 'fb')):.2f}.\n")
     lines.append("### Convolution, forward only\n")
-    lines.append("| shape | jcnn ms | lax ms | jcnn/lax | jcnn GFLOP/s | lax GFLOP/s |")
-    lines.append("|---|---|---|---|---|---|")
+    extra = " torch ms | jcnn/torch |" if has_torch else ""
+    lines.append("| shape | jcnn ms | lax ms | jcnn/lax | jcnn GFLOP/s | lax GFLOP/s |" + extra)
+    lines.append("|---|---|---|---|---|---|" + ("---|---|" if has_torch else ""))
     for r, ratio in zip(conv_rows, ratios_f):
+        torch_cells = (f" {_ms(r.get('fwd_torch'))} | {_ratio(r, 'fwd', 'torch')} |"
+                       if has_torch else "")
         lines.append(f"| {r['name']} | {_ms(r['fwd_jcnn'])} | {_ms(r['fwd_lax'])} | "
                      f"**{ratio:.2f}** | {r['gflop'] / r['fwd_jcnn']:.0f} | "
-                     f"{r['gflop'] / r['fwd_lax']:.0f} |")
+                     f"{r['gflop'] / r['fwd_lax']:.0f} |" + torch_cells)
     gmf = math.exp(statistics.fmean(math.log(v) for v in ratios_f))
     lines.append(f"\nGeometric mean jcnn/lax (forward): **{gmf:.2f}**, worst "
                  f"{max(ratios_f):.2f}.\n")
@@ -311,16 +355,20 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
     lines.append("Output and dx for a given cotangent (`jax.vjp`); the last columns time "
                  "`jax.grad(lambda x: sum(sin(pool(x))))`, where XLA fuses the cotangent's "
                  "`cos` into the backward.\n")
+    pool_torch = any("fb_torch" in r for r in pool_rows)
     lines.append("| pool | jcnn ms | lax ms | jcnn/lax | compile jcnn/lax s | temp MB jcnn/lax "
-                 "| sin chain jcnn / lax ms | sin chain jcnn/lax |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+                 "| sin chain jcnn / lax ms | sin chain jcnn/lax |"
+                 + (" torch ms | jcnn/torch |" if pool_torch else ""))
+    lines.append("|---|---|---|---|---|---|---|---|" + ("---|---|" if pool_torch else ""))
     for r in pool_rows:
         lines.append(f"| {r['name']} | {_ms(r['fb_jcnn'])} | {_ms(r['fb_lax'])} | "
                      f"**{r['fb_jcnn'] / r['fb_lax']:.2f}** | "
                      f"{r['compile_jcnn']:.2f} / {r['compile_lax']:.2f} | "
                      f"{_mb(r['temp_jcnn'])} / {_mb(r['temp_lax'])} | "
                      f"{_ms(r['chain_jcnn'])} / {_ms(r['chain_lax'])} | "
-                     f"{r['chain_jcnn'] / r['chain_lax']:.2f} |")
+                     f"{r['chain_jcnn'] / r['chain_lax']:.2f} |"
+                     + (f" {_ms(r.get('fb_torch'))} | {_ratio(r, 'fb', 'torch')} |"
+                        if pool_torch else ""))
     r = train_row
     lines.append("\n### Training step (digits model, adam)\n")
     lines.append("| step | jcnn ms | lax twin ms | jcnn images/s | lax images/s | "
