@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from . import window as win
 from ._checks import acc_dtype
 from .conv_pallas import forward_pallas
+from .conv_phases import input_grad_pallas, input_grad_phases
 from .padding import conv_out_shape
 
 __all__ = [
@@ -399,6 +400,8 @@ FORWARD = {
 INPUT_GRAD = {
     "scatter": input_grad_scatter,
     "fullconv": input_grad_fullconv,
+    "phases": input_grad_phases,  # by stride phase, no inserted zeros (jcnn/conv_phases.py)
+    "pallas": input_grad_pallas,  # the phases on the Pallas kernel; only when forced
 }
 WEIGHT_GRAD = {
     "gather": weight_grad_gather,

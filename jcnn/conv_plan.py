@@ -89,9 +89,10 @@ class ConvPlan:
             if name == "depthwise" and not geo.depthwise:
                 raise ValueError(f"{fn}: the 'depthwise' {kind} needs one input channel per "
                                  f"group (w.shape={geo.w_shape}, groups={geo.groups})")
-        if self.forward == "pallas" and len(geo.window) > 2:
-            raise ValueError(f"{fn}: the 'pallas' forward takes 1-D and 2-D convolutions, "
-                             f"not {len(geo.window)}-D (window {geo.window})")
+        for kind, name in (("forward", self.forward), ("input_grad", self.input_grad)):
+            if name == "pallas" and len(geo.window) > 2:
+                raise ValueError(f"{fn}: the 'pallas' {kind} takes 1-D and 2-D convolutions, "
+                                 f"not {len(geo.window)}-D (window {geo.window})")
         if not isinstance(self.block, int) or self.block < 0:
             raise ValueError(f"{fn}: plan block must be an int >= 0, got {self.block!r}")
         return self
