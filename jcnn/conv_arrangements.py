@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from . import window as win
 from ._checks import acc_dtype
 from .conv_pallas import forward_pallas
+from .conv_pallas_wgrad import weight_grad_pallas
 from .conv_phases import input_grad_pallas, input_grad_phases
 from .padding import conv_out_shape
 
@@ -408,4 +409,5 @@ WEIGHT_GRAD = {
     "offsets": weight_grad_offsets,
     "scan": weight_grad_scan,
     "depthwise": weight_grad_depthwise,
+    "pallas": weight_grad_pallas,  # fused Pallas kernel (conv_pallas_wgrad.py); only when forced
 }

@@ -21,6 +21,7 @@ Two spatial dims (1-D convolutions are lifted to 2-D); tested with jax 0.10.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -29,7 +30,7 @@ from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
 
-__all__ = ["forward_pallas", "tiles"]
+__all__ = ["as_2d", "forward_pallas", "on_platforms", "tiles", "unravel"]
 
 TILE_POSITIONS = 64  # output positions (rows × columns) per program
 TILE_CHANNELS = 64  # output channels per program, at most
@@ -66,6 +67,21 @@ def tiles(out_h: int, out_w: int, c_in: int, c_out: int) -> dict:
     out = max(min(TILE_CHANNELS, _pow2_at_least(c_out)), MIN_DIM)
     chunk = max(min(CHUNK_CHANNELS, _pow2_at_least(c_in)), MIN_DIM)
     return {"rows": rows, "cols": cols, "out": out, "chunk": chunk}
+
+
+def unravel(index, sizes):
+    """``index`` as digits of the mixed radix ``sizes`` (most significant first),
+    with ``lax.div``/``lax.rem`` in ``index``'s own integer type (what Triton's
+    lowering accepts; ``jnp``'s ``//`` and ``%`` add boolean fix-ups it rejects)."""
+    digits = []
+    for size in reversed(sizes[1:]):
+        if size == 1:
+            digits.append(jnp.zeros_like(index))
+            continue
+        size = jnp.asarray(size, index.dtype)
+        digits.append(jax.lax.rem(index, size))
+        index = jax.lax.div(index, size)
+    return (index, *reversed(digits))
 
 
 def _triton_params():
@@ -125,34 +141,50 @@ def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
     return out[:, :out_h, :out_w, :c_out]
 
 
-def forward_pallas(x, w, geo, *, block, precision, platforms):
-    """The fused forward kernel (module docstring); ``block`` is not used (the
-    kernel never builds a batch-sized temporary)."""
+def as_2d(x, w, geo):
+    """A 1-D convolution as a 2-D one of height 1: ``(x, w, geo, lifted)``."""
     if len(geo.window) not in (1, 2):
-        raise ValueError(f"conv: the 'pallas' forward takes 1-D and 2-D convolutions, got "
+        raise ValueError(f"conv: the 'pallas' arrangements take 1-D and 2-D convolutions, got "
                          f"{len(geo.window)} spatial dims (window {geo.window})")
-    lift = len(geo.window) == 1
-    if lift:  # (N, L, C) → (N, 1, L, C)
-        x, w = x[:, None], w[None]
-    stride = (1, *geo.stride) if lift else geo.stride
-    dilation = (1, *geo.dilation) if lift else geo.dilation
-    pads = ((0, 0), *geo.pads) if lift else geo.pads
-    out_hw = (1, *geo.out_shape) if lift else geo.out_shape
-    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    if len(geo.window) == 2:
+        return x, w, geo, False
+    geo = dataclasses.replace(geo, x_shape=(geo.x_shape[0], 1, *geo.x_shape[1:]),
+                              w_shape=(1, *geo.w_shape), stride=(1, *geo.stride),
+                              pads=((0, 0), *geo.pads), dilation=(1, *geo.dilation))
+    return (None if x is None else x[:, None]), (None if w is None else w[None]), geo, True
+
+
+def on_platforms(run, platforms, *args):
+    """``run(*args, interpret=...)``: compiled (Triton) where the program is lowered
+    for a GPU, in Pallas' interpret mode anywhere else — one
+    ``lax.platform_dependent`` when it is lowered for both."""
+    gpus = [p for p in platforms if p in _GPUS]
+    if not gpus:
+        return run(*args, interpret=True)
+    if len(gpus) == len(platforms):
+        return run(*args, interpret=False)
+    compiled = functools.partial(run, interpret=False)
+    return jax.lax.platform_dependent(*args, default=functools.partial(run, interpret=True),
+                                      **{p: compiled for p in gpus})
+
+
+def forward_pallas(x, w, geo, *, block, precision, platforms):
+    """The fused forward kernel (module docstring); depthwise layers run the
+    depthwise kernel (:mod:`jcnn.conv_pallas_depthwise`).  ``block`` is not used
+    (the kernels never build a batch-sized temporary)."""
+    from .conv_pallas_depthwise import depthwise_forward
+
+    x, w, geo, lifted = as_2d(x, w, geo)
+    xp = jnp.pad(x, ((0, 0), *geo.pads, (0, 0)))
     g, cig, cog = geo.groups, geo.cig, geo.c_out // geo.groups
 
     def run(xp, w, interpret):
-        outs = [_conv2d(xp[..., k * cig:(k + 1) * cig], w[..., k * cog:(k + 1) * cog], out_hw,
-                        stride, dilation, precision, interpret) for k in range(g)]
+        if geo.depthwise:
+            return depthwise_forward(xp, w, geo, interpret)
+        outs = [_conv2d(xp[..., k * cig:(k + 1) * cig], w[..., k * cog:(k + 1) * cog],
+                        geo.out_shape, geo.stride, geo.dilation, precision, interpret)
+                for k in range(g)]
         return outs[0] if g == 1 else jnp.concatenate(outs, axis=-1)
 
-    gpus = [p for p in platforms if p in _GPUS]
-    if not gpus:
-        y = run(xp, w, True)
-    elif len(gpus) == len(platforms):
-        y = run(xp, w, False)
-    else:  # compiled where lowered for a GPU, interpreted elsewhere
-        compiled = functools.partial(run, interpret=False)
-        y = jax.lax.platform_dependent(xp, w, default=functools.partial(run, interpret=True),
-                                       **{p: compiled for p in gpus})
-    return y[:, 0] if lift else y
+    y = on_platforms(run, platforms, xp, w)
+    return y[:, 0] if lifted else y

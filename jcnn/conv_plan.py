@@ -32,7 +32,9 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
   the depthwise one; dW per offset (``"offsets"``) beat the gathered GEMM on
   every 3×3 layer.  Arrangements not yet measured on a GPU (the stacked
   ``"depthwise"`` dW; ``"fullconv"`` dX for bf16, whose patch matrix would be
-  half of scatter's f32 products) stay off until a measured table says they win.
+  half of scatter's f32 products) stay off until a measured table says they win;
+  so do the ``"pallas"`` kernels (forward, dX by stride phase, dW, depthwise),
+  which have been tested in interpret mode but not yet timed on a GPU.
 * **TPU** (and any other platform) — the GPU policy; it has not been measured
   on a TPU.
 """
@@ -89,7 +91,8 @@ class ConvPlan:
             if name == "depthwise" and not geo.depthwise:
                 raise ValueError(f"{fn}: the 'depthwise' {kind} needs one input channel per "
                                  f"group (w.shape={geo.w_shape}, groups={geo.groups})")
-        for kind, name in (("forward", self.forward), ("input_grad", self.input_grad)):
+        for kind, name in (("forward", self.forward), ("input_grad", self.input_grad),
+                           ("weight_grad", self.weight_grad)):
             if name == "pallas" and len(geo.window) > 2:
                 raise ValueError(f"{fn}: the 'pallas' {kind} takes 1-D and 2-D convolutions, "
                                  f"not {len(geo.window)}-D (window {geo.window})")

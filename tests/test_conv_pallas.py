@@ -1,7 +1,10 @@
-"""The fused Pallas forward kernel (jcnn/conv_pallas.py): in Pallas' interpret
-mode on the CPU against lax, on Hypothesis shapes (strides, dilation,
-asymmetric padding, groups, odd sizes, bf16); forced through ``jcnn.conv``
-with the article's backward; lowered for CUDA (Triton) here, without a GPU."""
+"""The fused Pallas kernels — forward (jcnn/conv_pallas.py), dW
+(jcnn/conv_pallas_wgrad.py), depthwise forward and dW
+(jcnn/conv_pallas_depthwise.py), dX by stride phase on the forward kernel: in
+Pallas' interpret mode on the CPU against lax, on Hypothesis shapes (strides,
+dilation, asymmetric padding, groups, depthwise with multipliers, odd sizes,
+bf16); forced through ``jcnn.conv`` with the article's backward; lowered for
+CUDA (Triton) here, without a GPU."""
 
 import jax
 import jax.numpy as jnp
@@ -13,10 +16,11 @@ from oracles import lax_conv
 
 import jcnn
 from jcnn import conv_plan
-from jcnn.conv_arrangements import FORWARD, INPUT_GRAD, Geometry
-from jcnn.conv_pallas import forward_pallas, tiles
+from jcnn.conv_arrangements import FORWARD, INPUT_GRAD, WEIGHT_GRAD, Geometry
+from jcnn.conv_pallas import forward_pallas, tiles, unravel
+from jcnn.conv_pallas_wgrad import batch_shares
 
-PALLAS = jcnn.ConvPlan("pallas", "pallas", "offsets")
+PALLAS = jcnn.ConvPlan("pallas", "pallas", "pallas")
 
 
 def _geometry(case):
@@ -54,15 +58,62 @@ def test_input_gradient_kernel_matches_lax(case):
     np.testing.assert_allclose(got, vjp(ct)[0], rtol=1e-10, atol=1e-10)
 
 
+@settings(max_examples=max(25, settings.default.max_examples // 8))
+@given(conv_cases(nd=2, max_kernel=4, batch=(1, 3)))
+def test_weight_gradient_kernel_matches_lax(case):
+    """dW = the correlation of X with dZ, reduced on the kernel (depthwise layers
+    on the depthwise kernel), against lax's own VJP."""
+    x, w, _ = case.arrays()
+    geo = _geometry(case)
+
+    def ref(w):
+        return lax_conv(x, w, stride=case.stride, padding=case.pads, dilation=case.dilation,
+                        groups=case.groups)
+
+    y, vjp = jax.vjp(ref, w)
+    ct = np.random.default_rng(case.seed).standard_normal(y.shape)
+    got = jax.jit(lambda x, g: WEIGHT_GRAD["pallas"](x, g, geo, block=0, precision=None,
+                                                     platforms=("cpu",)))(x, ct)
+    assert got.shape == w.shape and got.dtype == w.dtype
+    np.testing.assert_allclose(got, vjp(ct)[0], rtol=1e-10, atol=1e-10)
+
+
 @settings(max_examples=max(10, settings.default.max_examples // 20))
 @given(conv_cases(nd=1, max_kernel=4))
 def test_one_dimensional_convolutions_are_lifted(case):
     x, w, _ = case.arrays()
     geo = _geometry(case)
     got = forward_pallas(x, w, geo, block=0, precision=None, platforms=("cpu",))
-    want = lax_conv(x, w, stride=case.stride, padding=case.pads, dilation=case.dilation,
-                    groups=case.groups)
+    want, vjp = jax.vjp(lambda w: lax_conv(x, w, stride=case.stride, padding=case.pads,
+                                           dilation=case.dilation, groups=case.groups), w)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-11)
+    ct = np.random.default_rng(case.seed).standard_normal(want.shape)
+    dw = WEIGHT_GRAD["pallas"](x, ct, geo, block=0, precision=None, platforms=("cpu",))
+    np.testing.assert_allclose(dw, vjp(ct)[0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_kernels_match_lax(multiplier, stride):
+    """A depthwise layer wider than one channel tile (70 channels: two tiles of
+    64), so the channel padding and the per-multiplier interleaving are
+    exercised; forward, dX (phases on the depthwise forward kernel) and dW."""
+    rng = np.random.default_rng(3)
+    c = 70
+    x = rng.standard_normal((2, 9, 8, c))
+    w = rng.standard_normal((3, 3, 1, c * multiplier))
+    pads = ((1, 1), (0, 2))
+    geo = Geometry(x.shape, w.shape, (stride, stride), pads, (1, 1), c)
+    assert geo.depthwise
+    y, vjp = jax.vjp(lambda x, w: lax_conv(x, w, stride=stride, padding=pads, groups=c), x, w)
+    ct = rng.standard_normal(y.shape)
+    want_dx, want_dw = vjp(ct)
+    kw = dict(block=0, precision=None, platforms=("cpu",))
+    np.testing.assert_allclose(FORWARD["pallas"](x, w, geo, **kw), y, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(INPUT_GRAD["pallas"](ct, w, geo, **kw), want_dx, rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(WEIGHT_GRAD["pallas"](x, ct, geo, **kw), want_dw, rtol=1e-10,
+                               atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -73,8 +124,17 @@ def test_low_precision_accumulates_in_f32(dtype):
     geo = Geometry(x.shape, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     y = forward_pallas(x, w, geo, block=0, precision=None, platforms=("cpu",))
     assert y.dtype == jnp.float32  # forward arrangements return the accumulation dtype
-    want = lax_conv(x.astype(np.float64), w.astype(np.float64), padding=1)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want, vjp = jax.vjp(lambda w: lax_conv(x64, w, padding=1), w64)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
+    # dW sums 2·9·7 products per weight: in f32 it is exact to f32 rounding, then
+    # rounded once to the weights' dtype (a bf16/f16 accumulator would be far off)
+    ct = jnp.asarray(np.random.default_rng(1).standard_normal(want.shape), dtype)
+    dw = WEIGHT_GRAD["pallas"](x, ct, geo, block=0, precision=None, platforms=("cpu",))
+    assert dw.dtype == dtype
+    want_dw = vjp(ct.astype(np.float64))[0]
+    ulp = 2.0 ** -8 if dtype == jnp.bfloat16 else 2.0 ** -11
+    np.testing.assert_allclose(dw.astype(np.float64), want_dw, rtol=ulp, atol=1e-3)
 
 
 def test_forced_through_conv_with_the_articles_backward():
@@ -91,15 +151,32 @@ def test_forced_through_conv_with_the_articles_backward():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_lowers_for_cuda_as_a_triton_kernel():
-    geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+@pytest.mark.parametrize("part", ["forward", "weight_grad"])
+@pytest.mark.parametrize("w_shape, groups", [((3, 3, 64, 64), 1), ((3, 3, 1, 64), 64)])
+def test_lowers_for_cuda_as_one_triton_kernel(part, w_shape, groups):
+    geo = Geometry((64, 56, 56, 64), w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1), groups)
     x = jax.ShapeDtypeStruct(geo.x_shape, jnp.bfloat16)
-    w = jax.ShapeDtypeStruct(geo.w_shape, jnp.bfloat16)
-    text = jax.jit(lambda x, w: forward_pallas(x, w, geo, block=0, precision=None,
-                                               platforms=("cuda",))).trace(x, w).lower(
-        lowering_platforms=("cuda",)).as_text()
+    if part == "forward":
+        other = jax.ShapeDtypeStruct(geo.w_shape, jnp.bfloat16)
+        fn = FORWARD["pallas"]
+    else:
+        other = jax.ShapeDtypeStruct((*geo.x_shape[:-1], geo.c_out), jnp.bfloat16)
+        fn = WEIGHT_GRAD["pallas"]
+    text = jax.jit(lambda a, b: fn(a, b, geo, block=0, precision=None, platforms=("cuda",))
+                   ).trace(x, other).lower(lowering_platforms=("cuda",)).as_text()
     assert "triton" in text and text.count("custom_call") == 1
-    assert "stablehlo.dot_general" not in text  # the sums run inside the kernel, not in XLA
+    # the sums run inside the kernel, not in XLA
+    assert "stablehlo.dot_general" not in text and "stablehlo.convolution" not in text
+
+
+def test_unravel_and_batch_shares():
+    index = jnp.arange(2 * 3 * 5, dtype=jnp.int32)
+    got = unravel(index, (None, 3, 5))
+    want = np.unravel_index(np.arange(30), (2, 3, 5))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert batch_shares(64, 18) == 8 and batch_shares(7, 18) == 7 and batch_shares(64, 4096) == 1
+    assert all(64 % batch_shares(64, p) == 0 for p in range(1, 300))
 
 
 def test_tiles_are_powers_of_two_and_big_enough_for_triton():

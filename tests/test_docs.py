@@ -11,6 +11,10 @@ from jcnn import (
     checkpoint,
     combinators,
     conv_arrangements,
+    conv_pallas,
+    conv_pallas_depthwise,
+    conv_pallas_wgrad,
+    conv_phases,
     conv_plan,
     convolution,
     data,
@@ -29,7 +33,9 @@ from jcnn import (
 
 
 @pytest.mark.parametrize("module", [activations, adaptive_pooling, augment, checkpoint, combinators,
-                                    conv_arrangements, conv_plan, convolution, data, layer,
+                                    conv_arrangements, conv_pallas, conv_pallas_depthwise,
+                                    conv_pallas_wgrad, conv_phases, conv_plan, convolution,
+                                    data, layer,
                                     linear, losses, nn, normalization, padding, pooling, summary,
                                     training, unpooling, viz])
 def test_docstring_examples(module):
