@@ -13,15 +13,21 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
 .arrangements`` re-measures them):
 
 * **CPU** — a patch matrix that stays in cache.  ``"gather"`` in batch blocks
-  whose patch matrix holds at most ``CPU_BLOCK_ELEMENTS`` (16 MiB of f32): one
-  long contraction keeps the GEMM busy while the block stays in cache; the
-  whole batch at once ran ~4× slower on a 16×32×32×64 3×3 layer, and a 4 MiB
-  limit lost 1.1–1.5× to loop overhead.  ``"scan"`` (one offset per loop step)
-  when a single example is over the limit; ``"offsets"`` for one input channel
-  (K outer products XLA fuses into one multiply-add loop); ``"depthwise"`` for
-  one channel per group.  dX: ``"scatter"`` (no product with an inserted zero)
-  except stride-1 layers that are depthwise or over the limit, where the
-  full convolution through conv itself is cheaper.
+  whose patch matrix holds at most ``CPU_BLOCK_ELEMENTS`` (4 MiB of f32): one
+  long contraction keeps the GEMM busy while the block stays in cache.  On the
+  CPU suite's layers (batch 16; fwd+dX+dW of the plan's arrangements per block
+  size) the block nearest under 4 MiB beat the whole batch by 3.9× on
+  32²×64 3×3, 1.9× on the 16³×8 3-D layer, 1.4× on 14²×32 5×5 and 1.3× on the
+  strided ones, and blocks of 9–10 MiB lost 10–40 % to it (two examples of the
+  32²×64 layer, 4.5 MiB, ran within 6 % of one).  ``"scan"`` (one offset
+  per loop step) when a single example's patch matrix is over
+  ``CPU_SCAN_ELEMENTS`` (16 MiB); ``"offsets"`` for one input channel (K outer
+  products XLA fuses into one multiply-add loop); ``"depthwise"`` for one channel
+  per group, its per-offset dW products in blocks of at most
+  ``CPU_DEPTHWISE_ELEMENTS`` (1 MiB: 1.2–1.4× faster than 0.25 or 2 MiB, 4.6×
+  faster than the whole batch).  dX: ``"scatter"`` (no product with an inserted
+  zero) except stride-1 layers that are depthwise or over the scan limit, where
+  the full convolution through conv itself is cheaper.
 * **GPU** — whole-batch GEMMs: a GPU needs the long ``M`` dimension to fill its
   SMs, and batch blocks serialise small GEMMs (the whole batch in one block
   took the ResNet-50 layers' geometric mean from 4.6× cuDNN's time to 1.6×).
@@ -63,7 +69,9 @@ __all__ = [
 ]
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
-CPU_BLOCK_ELEMENTS = 1 << 22  # one CPU block's patch matrix (16 MiB of f32)
+CPU_BLOCK_ELEMENTS = 1 << 20  # one CPU block's patch matrix (4 MiB of f32)
+CPU_SCAN_ELEMENTS = 1 << 22  # one example's patch matrix beyond which a CPU loops per offset
+CPU_DEPTHWISE_ELEMENTS = 1 << 18  # one CPU block's per-offset depthwise products (1 MiB)
 GPU_BLOCK_BYTES = 1 << 30  # one accelerator block's patch or product matrix
 
 
@@ -118,7 +126,7 @@ def _largest_matrix(geo: Geometry) -> int:
 
 def _cpu(geo: Geometry, dtype) -> ConvPlan:
     n, per_example = geo.x_shape[0], geo.patch_size
-    fits = per_example <= CPU_BLOCK_ELEMENTS
+    fits = per_example <= CPU_SCAN_ELEMENTS
     if geo.depthwise:
         forward, weight_grad = "depthwise", "offsets"
     elif geo.cig == 1:
@@ -127,7 +135,11 @@ def _cpu(geo: Geometry, dtype) -> ConvPlan:
         forward = weight_grad = "gather" if fits else "scan"
     stride1 = max(geo.stride) == 1
     input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
-    block = batch_block(n, _largest_matrix(geo), CPU_BLOCK_ELEMENTS) or 1
+    if geo.depthwise:  # one offset's products, (N, *out, C_out)
+        block = batch_block(n, math.prod(geo.out_shape) * geo.c_out, CPU_DEPTHWISE_ELEMENTS)
+    else:
+        block = batch_block(n, per_example, CPU_BLOCK_ELEMENTS)
+    block = block or 1
     return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
 
 
@@ -156,8 +168,8 @@ def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
     >>> geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     >>> plan(geo, "float32", "cuda")      # the whole batch in one GEMM
     ConvPlan(forward='gather', input_grad='scatter', weight_grad='offsets', block=0)
-    >>> plan(geo, "float32", "cpu").block  # 2 examples' patch matrices fit 16 MiB
-    2
+    >>> plan(geo, "float32", "cpu").block  # one example's patch matrix: 7 MiB
+    1
     """
     if platform not in _POLICIES:
         raise ValueError(f"plan: unknown platform {platform!r}; expected one of {PLATFORMS}")

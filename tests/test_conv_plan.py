@@ -26,15 +26,18 @@ RESNET = _geo((64, 56, 56, 64), (3, 3, 64, 64))
 STRIDED = _geo((64, 56, 56, 128), (3, 3, 128, 128), stride=2)
 DEPTHWISE = _geo((64, 56, 56, 144), (3, 3, 1, 144), groups=144)
 LENET1 = _geo((16, 28, 28, 1), (5, 5, 1, 32), pad=2)
+LENET2 = _geo((16, 14, 14, 32), (5, 5, 32, 64), pad=2)  # 0.6 MiB of patches per example
 CPU_SUITE = _geo((16, 32, 32, 64), (3, 3, 64, 64))
 HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 604 MB
 
 
 @pytest.mark.parametrize("geo,platform,want", [
-    # CPU: batch blocks whose patch matrix fits 16 MiB of f32; per-offset loops beyond
-    (CPU_SUITE, "cpu", ConvPlan("gather", "scatter", "gather", 4)),
-    (RESNET, "cpu", ConvPlan("gather", "scatter", "gather", 2)),
-    (STRIDED, "cpu", ConvPlan("gather", "scatter", "gather", 4)),
+    # CPU: batch blocks whose patch matrix fits 4 MiB of f32 (one example when it
+    # does not); per-offset loops when one example's is over 16 MiB
+    (CPU_SUITE, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
+    (RESNET, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
+    (STRIDED, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
+    (LENET2, "cpu", ConvPlan("gather", "scatter", "gather", 4)),
     (DEPTHWISE, "cpu", ConvPlan("depthwise", "fullconv", "offsets", 1)),
     (LENET1, "cpu", ConvPlan("offsets", "scatter", "gather", 0)),
     (HUGE, "cpu", ConvPlan("scan", "fullconv", "scan", 1)),
