@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 __all__ = ["offset_slice", "offset_starts", "offsets", "pad_spatial", "patches",
-           "scatter_patches", "scatter_slice", "strided", "window_slice"]
+           "scatter_patches", "scatter_slice", "spread_by_phase", "strided", "window_slice"]
 
 
 def offsets(window: Sequence[int]) -> Iterator[tuple[int, ...]]:
@@ -104,6 +104,57 @@ def scatter_slice(
         config.append((lo, p - lo - ((m - 1) * s + 1), s - 1))
     config.append((0, 0, 0))
     return lax.pad(y, jnp.zeros((), y.dtype), config)
+
+
+def spread_by_phase(term, arrays, fills, window, stride, padded_shape):
+    """``Σ_k scatter_slice(term(i, *arrays), k, padded_shape, stride, 1)`` over the
+    window's offsets ``k`` (``i``: the offset's row-major index), computed by
+    stride phase with no interior padding.
+
+    Per spatial dim, the padded rows ``a + s·t`` of phase ``a`` receive, from every
+    offset ``k ≡ a (mod s)``, the output row ``t − (k − a)/s``: each phase is one
+    sum of shifted slices of ``arrays`` (padded once, with ``fills``), which XLA
+    fuses into one vectorised loop; the phases are then interleaved.  A sum of
+    ``scatter_slice`` placements instead evaluates every interior-padded
+    placement per element (4–5× slower for a 3×3/2 max pool's backward on a CPU).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jcnn.window import scatter_slice, spread_by_phase
+      >>> g = jnp.arange(1, 4, dtype=jnp.float32).reshape(1, 3, 1)  # 3 outputs: 3-wide, stride 2
+      >>> spread_by_phase(lambda i, g: g * (i + 1), (g,), (0,), (3,), (2,), (7,))[0, :, 0]
+      Array([1., 2., 5., 4., 9., 6., 9.], dtype=float32)
+      >>> sum(scatter_slice(g * (i + 1), (i,), (7,), (2,), (1,)) for i in range(3))[0, :, 0]
+      Array([1., 2., 5., 4., 9., 6., 9.], dtype=float32)
+    """
+    nd = len(window)
+    n, out_shape, c = arrays[0].shape[0], arrays[0].shape[1:-1], arrays[0].shape[-1]
+    rows = [-(-p // s) for p, s in zip(padded_shape, stride)]  # rows per phase (rounded up)
+    left = [(f - 1) // s for f, s in zip(window, stride)]  # the largest shift
+    padded = [jnp.pad(a, ((0, 0), *((lo, max(t - m, 0)) for lo, t, m in
+                                    zip(left, rows, out_shape)), (0, 0)), constant_values=v)
+              for a, v in zip(arrays, fills)]
+    flat = {k: i for i, k in enumerate(offsets(window))}
+    phases = []
+    for a in itertools.product(*(range(s) for s in stride)):
+        total = None
+        for k in itertools.product(*(range(ai, f, s) for ai, f, s in zip(a, window, stride))):
+            shift = [(ki - ai) // s for ki, ai, s in zip(k, a, stride)]
+            index = (slice(None), *(slice(lo - e, lo - e + t) for lo, e, t in
+                                    zip(left, shift, rows)), slice(None))
+            t = term(flat[k], *(p[index] for p in padded))
+            total = t if total is None else total + t
+        if total is None:  # a stride wider than the window: rows no offset reaches
+            total = jnp.zeros((n, *rows, c), jax.eval_shape(
+                lambda *a: term(0, *a), *arrays).dtype)
+        phases.append(total)
+    if len(phases) == 1:
+        full = phases[0]
+    else:  # (s_1, …, s_nd, N, t_1, …, t_nd, C) → (N, t_1·s_1, …, t_nd·s_nd, C)
+        stacked = jnp.stack(phases).reshape(*stride, *phases[0].shape)
+        order = [nd, *(x for i in range(nd) for x in (nd + 1 + i, i)), 2 * nd + 1]
+        full = stacked.transpose(order).reshape(n, *(t * s for t, s in zip(rows, stride)), c)
+    return full[(slice(None), *(slice(0, p) for p in padded_shape), slice(None))]
 
 
 def patches(

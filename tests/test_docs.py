@@ -29,6 +29,7 @@ from jcnn import (
     training,
     unpooling,
     viz,
+    window,
 )
 
 
@@ -37,7 +38,7 @@ from jcnn import (
                                     conv_pallas_wgrad, conv_phases, conv_plan, convolution,
                                     data, layer,
                                     linear, losses, nn, normalization, padding, pooling, summary,
-                                    training, unpooling, viz])
+                                    training, unpooling, viz, window])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
