@@ -374,19 +374,24 @@ def weight_grad_scan(x, g, geo, *, block, precision, platforms):
 
 
 def weight_grad_depthwise(x, g, geo, *, block, precision, platforms):
-    """One input channel per group: every offset's slice stacked, multiplied by
-    ``dZ`` and summed over positions in one reduction — ``(K, C)`` outputs from
-    one pass over ``dZ``, instead of one pass per offset."""
+    """One input channel per group: every offset's products ``slice_k · dZ`` summed
+    over positions in one variadic reduction (``lax.reduce`` with one operand per
+    offset), batch block by batch block — one pass over ``dZ`` and the input for
+    all ``K`` offsets, where ``"offsets"`` makes one pass per offset (1.6× faster
+    on the CPU suite's depthwise layer)."""
     acc, groups, mult = acc_dtype(x.dtype), geo.groups, geo.c_out // geo.groups
-    xp = win.pad_spatial(x, geo.pads)
-    stacked = jnp.stack(_slices(xp, geo), axis=-2).astype(acc)  # (N, *out, K, C_in)
-    positions = tuple(range(stacked.ndim - 2))
-    if mult == 1:
-        dw = (stacked * g[..., None, :].astype(acc)).sum(positions)  # (K, C)
-    else:
-        gg = _grouped(g, groups).astype(acc)[..., None, :, :]  # (N, *out, 1, G, mult)
-        dw = (stacked[..., None] * gg).sum(positions)  # (K, G, mult)
-    return dw.reshape(geo.w_shape).astype(x.dtype)
+
+    def per_block(xc, gc):
+        xp = win.pad_spatial(xc, geo.pads)
+        gg = _grouped(gc, groups).astype(acc) if mult > 1 else gc.astype(acc)
+        prods = [(sl[..., None] if mult > 1 else sl).astype(acc) * gg
+                 for sl in _slices(xp, geo)]
+        sums = jax.lax.reduce(prods, [jnp.zeros((), acc)] * len(prods),
+                              lambda a, b: [u + v for u, v in zip(a, b)],
+                              tuple(range(xc.ndim - 1)))
+        return jnp.stack(sums)  # (K, C) or (K, C, mult)
+
+    return _sum_blocks(per_block, block, x, g).reshape(geo.w_shape).astype(x.dtype)
 
 
 # The registry: name → arrangement.  The plan picks names; tests run them all.

@@ -23,9 +23,10 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
   per loop step) when a single example's patch matrix is over
   ``CPU_SCAN_ELEMENTS`` (16 MiB); ``"offsets"`` for one input channel (K outer
   products XLA fuses into one multiply-add loop); ``"depthwise"`` for one channel
-  per group, its per-offset dW products in blocks of at most
-  ``CPU_DEPTHWISE_ELEMENTS`` (1 MiB: 1.2–1.4× faster than 0.25 or 2 MiB, 4.6×
-  faster than the whole batch).  dX: ``"scatter"`` (no product with an inserted
+  per group, forward and dW (all offsets' dW sums in one variadic reduction:
+  1.6× faster than one pass per offset), its dW products in blocks of at most
+  ``CPU_DEPTHWISE_ELEMENTS`` per offset (1 MiB: 1.2–1.4× faster than 0.25 or
+  2 MiB, 4.6× faster than the whole batch).  dX: ``"scatter"`` (no product with an inserted
   zero) except stride-1 layers that are depthwise or over the scan limit, where
   the full convolution through conv itself is cheaper.
 * **GPU** — whole-batch GEMMs: a GPU needs the long ``M`` dimension to fill its
@@ -128,7 +129,7 @@ def _cpu(geo: Geometry, dtype) -> ConvPlan:
     n, per_example = geo.x_shape[0], geo.patch_size
     fits = per_example <= CPU_SCAN_ELEMENTS
     if geo.depthwise:
-        forward, weight_grad = "depthwise", "offsets"
+        forward = weight_grad = "depthwise"
     elif geo.cig == 1:
         forward, weight_grad = "offsets", "gather" if fits else "scan"
     else:

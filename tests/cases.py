@@ -170,3 +170,26 @@ def write_toy_mnist(d, n_train=64, n_test=32, compress=False, seed=0):
         write_idx(d / f"{split}-labels-idx1-ubyte{'.gz' if compress else ''}",
                   lab.astype(np.uint8), compress=compress)
     return labels
+
+
+@st.composite
+def transpose_cases(draw):
+    """conv_transpose arguments (a dict): any rank, stride, dilation, output padding,
+    padding up to what the full output allows, groups."""
+    nd = draw(st.sampled_from([1, 2, 3]))
+    window = tuple(draw(st.integers(1, 3 if nd == 3 else 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    out_pad = tuple(draw(st.integers(0, s - 1)) for s in stride)
+    sizes = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    pads = []
+    for n, f, s, d, op in zip(sizes, window, stride, dilation, out_pad):
+        full = (n - 1) * s + (f - 1) * d + 1 + op
+        lo = draw(st.integers(0, min(2, full - 1)))
+        hi = draw(st.integers(0, min(2, full - 1 - lo)))
+        pads.append((lo, hi))
+    groups = draw(st.integers(1, 2))
+    return dict(x=(draw(st.integers(1, 2)), *sizes, groups * draw(st.integers(1, 2))),
+                window=window, stride=stride, dilation=dilation, output_padding=out_pad,
+                pads=tuple(pads), groups=groups, cog=draw(st.integers(1, 2)),
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))

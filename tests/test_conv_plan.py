@@ -38,7 +38,7 @@ HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 60
     (RESNET, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
     (STRIDED, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
     (LENET2, "cpu", ConvPlan("gather", "scatter", "gather", 4)),
-    (DEPTHWISE, "cpu", ConvPlan("depthwise", "fullconv", "offsets", 1)),
+    (DEPTHWISE, "cpu", ConvPlan("depthwise", "fullconv", "depthwise", 1)),
     (LENET1, "cpu", ConvPlan("offsets", "scatter", "gather", 0)),
     (HUGE, "cpu", ConvPlan("scan", "fullconv", "scan", 1)),
     # GPU/TPU: the whole batch in one block unless the memory budget demands blocks

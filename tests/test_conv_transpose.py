@@ -5,33 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import finite_difference_check
+from cases import finite_difference_check, transpose_cases
 from hypothesis import given
-from hypothesis import strategies as st
-from oracles import lax_conv
+from oracles import lax_conv, lax_conv_transpose
 
 import jcnn
-
-
-@st.composite
-def transpose_cases(draw):
-    nd = draw(st.sampled_from([1, 2, 3]))
-    window = tuple(draw(st.integers(1, 3 if nd == 3 else 4)) for _ in range(nd))
-    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
-    out_pad = tuple(draw(st.integers(0, s - 1)) for s in stride)
-    sizes = tuple(draw(st.integers(1, 4)) for _ in range(nd))
-    pads = []
-    for n, f, s, d, op in zip(sizes, window, stride, dilation, out_pad):
-        full = (n - 1) * s + (f - 1) * d + 1 + op
-        lo = draw(st.integers(0, min(2, full - 1)))
-        hi = draw(st.integers(0, min(2, full - 1 - lo)))
-        pads.append((lo, hi))
-    groups = draw(st.integers(1, 2))
-    return dict(x=(draw(st.integers(1, 2)), *sizes, groups * draw(st.integers(1, 2))),
-                window=window, stride=stride, dilation=dilation, output_padding=out_pad,
-                pads=tuple(pads), groups=groups, cog=draw(st.integers(1, 2)),
-                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
 
 
 def _arrays(c):
@@ -49,26 +27,10 @@ def _ours(c):
 
 
 def _lax_dilated(c):
-    """Oracle 1: lax.conv_general_dilated with lhs_dilation and the flipped, swapped kernel."""
-    def f(x, w, b=None):
-        nd = x.ndim - 2
-        g = c["groups"]
-        # (*win, cog, C_in) -> per group swap -> (*win, C_in/g, g*cog), flipped
-        cig = w.shape[-1] // g
-        wt = w.reshape(*w.shape[:-2], w.shape[-2], g, cig)
-        wt = jnp.swapaxes(wt, -3, -1).reshape(*w.shape[:-2], cig, g * w.shape[-2])
-        wt = jnp.flip(wt, axis=tuple(range(nd)))
-        pads = [((k - 1) * d - lo, (k - 1) * d - hi + op) for k, d, (lo, hi), op in
-                zip(w.shape[:-2], c["dilation"], c["pads"], c["output_padding"])]
-        sp = "DHW"[3 - nd:]
-        dn = jax.lax.conv_dimension_numbers(x.shape, wt.shape, (f"N{sp}C", f"{sp}IO",
-                                                                 f"N{sp}C"))
-        y = jax.lax.conv_general_dilated(x, wt, (1,) * nd, pads, lhs_dilation=c["stride"],
-                                         rhs_dilation=c["dilation"], dimension_numbers=dn,
-                                         feature_group_count=g,
-                                         precision=jax.lax.Precision.HIGHEST)
-        return y if b is None else y + b
-    return f
+    """Oracle 1: lax's convolution with ``lhs_dilation`` (:func:`oracles.lax_conv_transpose`)."""
+    return lambda x, w, b=None: lax_conv_transpose(
+        x, w, b, stride=c["stride"], pads=c["pads"], output_padding=c["output_padding"],
+        dilation=c["dilation"], groups=c["groups"])
 
 
 @given(transpose_cases())

@@ -19,8 +19,8 @@ KEY = jax.random.key(0)
 @st.composite
 def models(draw):
     """``(model, input_shape)``: a stack whose every layer fits the shape reaching it."""
-    n, size, c = draw(st.integers(2, 3)), draw(st.integers(4, 8)), draw(st.integers(1, 3))
-    layers, h = [], size
+    n, size, c_in = draw(st.integers(2, 3)), draw(st.integers(4, 8)), draw(st.integers(1, 3))
+    layers, h, c = [], size, c_in  # c: the channels reaching the next layer
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["conv", "bn", "relu", "pool", "residual"]))
         if kind == "conv":
@@ -53,7 +53,7 @@ def models(draw):
     if draw(st.booleans()):
         layers += [nn.Dense(5), nn.BatchNorm(), nn.Relu]
     layers.append(nn.Dense(4))
-    return nn.serial(*layers), (n, size, size, draw(st.integers(1, 3))), draw(st.integers(0, 99))
+    return nn.serial(*layers), (n, size, size, c_in), draw(st.integers(0, 99))
 
 
 def _f64(tree):
