@@ -177,19 +177,27 @@ def _no_state(layer):
 
 def lax_conv_transpose(x, w, b=None, *, stride, pads, output_padding, dilation, groups,
                        precision=HIGHEST):
-    """``conv_transpose`` by lax: ``conv_general_dilated`` with ``lhs_dilation`` (the
-    stride-spread input) and the flipped kernel with channels swapped per group;
-    ``w`` is ``(*window, C_out/G, C_in)`` as jcnn's."""
+    """``conv_transpose`` by lax, as the textbook defines it: the input spread by the
+    stride (``s − 1`` zeros between values, ``lax.pad``'s interior padding), padded
+    (or cropped) to the full convolution's extent, then a stride-1 ``VALID``
+    ``conv_general_dilated`` with the flipped kernel, channels swapped per group;
+    ``w`` is ``(*window, C_out/G, C_in)`` as jcnn's.
+
+    Not ``lhs_dilation`` with the (possibly negative) padding passed to lax: XLA
+    aborts the process compiling that for some grouped shapes (an
+    ``algebraic_simplifier`` CHECK failure; ``tests/repro_xla_lax_vjp_abort.py
+    transpose``)."""
     nd = x.ndim - 2
     cig = w.shape[-1] // groups
     # (*win, cog, C_in) -> per group swap -> (*win, C_in/g, g*cog), flipped
     wt = w.reshape(*w.shape[:-2], w.shape[-2], groups, cig)
     wt = jnp.swapaxes(wt, -3, -1).reshape(*w.shape[:-2], cig, groups * w.shape[-2])
     wt = jnp.flip(wt, axis=tuple(range(nd)))
-    full = [((k - 1) * d - lo, (k - 1) * d - hi + op) for k, d, (lo, hi), op in
-            zip(w.shape[:-2], dilation, pads, output_padding)]
-    dn = lax.conv_dimension_numbers(x.shape, wt.shape, _dims(nd))
-    y = lax.conv_general_dilated(x, wt, (1,) * nd, full, lhs_dilation=stride,
-                                 rhs_dilation=dilation, dimension_numbers=dn,
-                                 feature_group_count=groups, precision=precision)
+    full = [((k - 1) * d - lo, (k - 1) * d - hi + op, s - 1) for k, d, (lo, hi), op, s in
+            zip(w.shape[:-2], dilation, pads, output_padding, stride)]
+    xs = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *full, (0, 0, 0)])
+    dn = lax.conv_dimension_numbers(xs.shape, wt.shape, _dims(nd))
+    y = lax.conv_general_dilated(xs, wt, (1,) * nd, "VALID", rhs_dilation=dilation,
+                                 dimension_numbers=dn, feature_group_count=groups,
+                                 precision=precision)
     return y if b is None else y + b

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import finite_difference_check, transpose_cases
-from hypothesis import given
+from hypothesis import example, given
 from oracles import lax_conv, lax_conv_transpose
 
 import jcnn
@@ -33,6 +33,12 @@ def _lax_dilated(c):
         dilation=c["dilation"], groups=c["groups"])
 
 
+# made XLA abort the process compiling the old lhs_dilation oracle
+# (tests/repro_xla_lax_vjp_abort.py transpose)
+@example({"x": (1, 1, 4, 1, 4), "window": (1, 2, 2), "stride": (1, 2, 1),
+          "dilation": (2, 1, 2), "output_padding": (0, 1, 0),
+          "pads": ((0, 0), (1, 2), (1, 1)), "groups": 2, "cog": 2, "bias": False,
+          "seed": 102677})
 @given(transpose_cases())
 def test_conv_transpose_matches_oracles(c):
     x, w, b = _arrays(c)
