@@ -186,7 +186,8 @@ def lax_conv_transpose(x, w, b=None, *, stride, pads, output_padding, dilation, 
     Not ``lhs_dilation`` with the (possibly negative) padding passed to lax: XLA
     aborts the process compiling that for some grouped shapes (an
     ``algebraic_simplifier`` CHECK failure; ``tests/repro_xla_lax_vjp_abort.py
-    transpose``)."""
+    transpose``) — and an optimisation barrier after the pad, or XLA's simplifier
+    folds the pad back into that form and aborts the same way."""
     nd = x.ndim - 2
     cig = w.shape[-1] // groups
     # (*win, cog, C_in) -> per group swap -> (*win, C_in/g, g*cog), flipped
@@ -195,7 +196,8 @@ def lax_conv_transpose(x, w, b=None, *, stride, pads, output_padding, dilation, 
     wt = jnp.flip(wt, axis=tuple(range(nd)))
     full = [((k - 1) * d - lo, (k - 1) * d - hi + op, s - 1) for k, d, (lo, hi), op, s in
             zip(w.shape[:-2], dilation, pads, output_padding, stride)]
-    xs = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *full, (0, 0, 0)])
+    # the barrier keeps XLA from folding the pad back into the conv as lhs_dilation
+    xs = lax.optimization_barrier(lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *full, (0, 0, 0)]))
     dn = lax.conv_dimension_numbers(xs.shape, wt.shape, _dims(nd))
     y = lax.conv_general_dilated(xs, wt, (1,) * nd, "VALID", rhs_dilation=dilation,
                                  dimension_numbers=dn, feature_group_count=groups,

@@ -25,8 +25,10 @@ padding 1 on the last (a transposed convolution written the usual way, as
 same ``algebraic_simplifier.cc:586`` CHECK ("Window dimensions do not match RHS
 shape"), with and without ``jax_disable_most_optimizations``.  Found by
 ``python tests/abort_sweep.py --kind transpose`` (seed 1000) after a thorough run
-aborted in that module; the oracle now spreads the input with ``lax.pad`` and runs
-a ``VALID`` stride-1 convolution, and the shape is pinned as an ``@example``.
+aborted in that module.  Spreading the input with ``lax.pad`` and running a ``VALID``
+stride-1 convolution is not enough (seed 1001 aborted again: XLA's simplifier folds
+the pad back into the convolution); the oracle now puts an optimisation barrier
+between the two, and both shapes are pinned as ``@example``s.
 """
 
 import jax

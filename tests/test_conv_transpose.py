@@ -34,7 +34,11 @@ def _lax_dilated(c):
 
 
 # made XLA abort the process compiling the old lhs_dilation oracle
-# (tests/repro_xla_lax_vjp_abort.py transpose)
+# (tests/repro_xla_lax_vjp_abort.py transpose); the second also with the pad
+# folded back into the conv when no barrier kept it apart
+@example({"x": (1, 3, 2, 1, 2), "window": (2, 3, 2), "stride": (2, 1, 1),
+          "dilation": (1, 2, 1), "output_padding": (1, 0, 0),
+          "pads": ((1, 2), (1, 1), (1, 0)), "groups": 2, "cog": 1, "bias": True, "seed": 344})
 @example({"x": (1, 1, 4, 1, 4), "window": (1, 2, 2), "stride": (1, 2, 1),
           "dilation": (2, 1, 2), "output_padding": (0, 1, 0),
           "pads": ((0, 0), (1, 2), (1, 1)), "groups": 2, "cog": 2, "bias": False,
