@@ -38,7 +38,9 @@ def lax_conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
     stride = ntuple(stride, nd, "stride", "lax")
     dilation = ntuple(dilation, nd, "dilation", "lax")
     pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation, "lax")
-    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    # the barrier keeps XLA from folding the pad (or, in the VJP, the slice that is its
+    # transpose) back into the convolution: the form that aborts
+    x = lax.optimization_barrier(jnp.pad(x, ((0, 0), *pads, (0, 0))))
     dn = lax.conv_dimension_numbers(x.shape, w.shape, _dims(nd))
     y = lax.conv_general_dilated(x, w, stride, "VALID", rhs_dilation=dilation,
                                  dimension_numbers=dn, feature_group_count=groups,
