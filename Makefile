@@ -28,11 +28,12 @@ docs: $(PY)
 	$(PY) -m mkdocs build --strict -d site
 
 # Every property at 2,000 examples (random seeds, Hypothesis database on), one
-# process per test module so that a process killed inside XLA names its module.
+# process per test module so that a process killed inside XLA names its module;
+# JOBS modules at a time (default 2: one per core of the 2-core CI machine).
+JOBS ?= 2
 thorough: $(PY)
 	$(PY) -m pip install -q -e ".[test]"
-	status=0; for f in tests/test_*.py; do echo "== $$f"; \
-	  JCNN_HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q \
-	    --hypothesis-show-statistics $$f > "$$f.thorough.log" 2>&1 \
-	    || { rc=$$?; status=1; echo "   FAILED (exit $$rc): see $$f.thorough.log"; }; \
-	  tail -n 1 "$$f.thorough.log"; done; exit $$status
+	ls tests/test_*.py | xargs -P $(JOBS) -I{} sh -c '\
+	  JCNN_HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -p no:cacheprovider \
+	    --hypothesis-show-statistics {} > {}.thorough.log 2>&1; rc=$$?; \
+	  echo "== {} (exit $$rc): $$(tail -n 1 {}.thorough.log)"; exit $$((rc != 0))'
