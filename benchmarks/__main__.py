@@ -82,7 +82,12 @@ def quick_suite(n):
 
 
 def _time(fns, args, repeats):
-    """Alternate the contenders ``repeats`` times; median seconds of each."""
+    """Alternate the contenders ``repeats`` times; median seconds of each.
+
+    Each timed call follows one untimed call of the same contender, so that no
+    contender pays for the one before it (PyTorch's OpenMP threads keep spinning
+    for a while after a call and took cores from the JAX call right after it:
+    2–3× on sub-5 ms rows when calls alternated one by one)."""
     t = time.perf_counter()
     for f in fns.values():
         jax.block_until_ready(f(*args))  # warm up
@@ -91,6 +96,7 @@ def _time(fns, args, repeats):
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
+            jax.block_until_ready(f(*args))  # settle: the previous contender's threads
             t = time.perf_counter()
             jax.block_until_ready(f(*args))
             times[k].append(time.perf_counter() - t)
@@ -440,7 +446,10 @@ def main(argv=None):
             f"Machine: {platform.machine()} {platform.processor() or ''}, "
             f"{os.cpu_count()} CPUs, {dev.platform} ({dev.device_kind}); "
             f"jax {jax.__version__}, Python {platform.python_version()}.\n\n"
-            "Contenders alternate in one process. `autodiff` is `jax.grad` through jcnn's "
+            "Contenders alternate in one process; each timed call follows an untimed call "
+            "of the same contender, so none pays for the threads of the one before it "
+            "(PyTorch's OpenMP threads spin on after a call). `autodiff` is `jax.grad` "
+            "through jcnn's "
             "windowed-sum forward with the hand-written rule bypassed. Temp memory is "
             "`jit(...).lower(...).compile().memory_analysis().temp_size_in_bytes`.\n\n"
             "Run-to-run variance on the 2-core virtual machine these tables come from is "

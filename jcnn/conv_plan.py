@@ -13,22 +13,23 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
 .arrangements`` re-measures them):
 
 * **CPU** — a patch matrix that stays in cache.  ``"gather"`` in batch blocks
-  whose patch matrix holds at most ``CPU_BLOCK_ELEMENTS`` (4 MiB of f32): one
+  whose patch matrix holds at most ``CPU_BLOCK_ELEMENTS`` (7 MiB of f32): one
   long contraction keeps the GEMM busy while the block stays in cache.  On the
-  CPU suite's layers (batch 16; fwd+dX+dW of the plan's arrangements per block
-  size) the block nearest under 4 MiB beat the whole batch by 3.9× on
-  32²×64 3×3, 1.9× on the 16³×8 3-D layer, 1.4× on 14²×32 5×5 and 1.3× on the
-  strided ones, and blocks of 9–10 MiB lost 10–40 % to it (two examples of the
-  32²×64 layer, 4.5 MiB, ran within 6 % of one).  ``"scan"`` (one offset
-  per loop step) when a single example's patch matrix is over
-  ``CPU_SCAN_ELEMENTS`` (16 MiB); ``"offsets"`` for one input channel (K outer
-  products XLA fuses into one multiply-add loop); ``"depthwise"`` for one channel
-  per group, forward and dW (all offsets' dW sums in one variadic reduction:
-  1.6× faster than one pass per offset), its dW products in blocks of at most
-  ``CPU_DEPTHWISE_ELEMENTS`` per offset (1 MiB: 1.2–1.4× faster than 0.25 or
-  2 MiB, 4.6× faster than the whole batch).  dX: ``"scatter"`` (no product with an inserted
-  zero) except stride-1 layers that are depthwise or over the scan limit, where
-  the full convolution through conv itself is cheaper.
+  CPU suite's layers (batch 16; forward + dX + dW of the plan's arrangements per
+  block size, ``python -m benchmarks.arrangements --blocks``) the best block
+  held 4.5–6.8 MiB: two examples of 32²×64 3×3 (13.7 ms; one example 15.4,
+  four 15.3, the whole batch 65), two of the 16³×8 3-D layer (3.0 ms; the whole
+  batch 5.0), eight of the 5×5, 7×7/2 and 3×3/2 layers (1.04–1.14× faster than
+  the whole batch); a small layer whose whole batch fits runs in one block.
+  ``"scan"`` (one offset per loop step) when a single example's patch matrix
+  is over ``CPU_SCAN_ELEMENTS`` (16 MiB); ``"offsets"`` for one input channel
+  (K outer products XLA fuses into one multiply-add loop); ``"depthwise"`` for
+  one channel per group, forward and dW (all offsets' dW sums in one variadic
+  reduction: 1.6× faster than one pass per offset), its dW products in blocks of
+  at most ``CPU_DEPTHWISE_ELEMENTS`` per offset (0.5 MiB: 1.13 ms, against
+  1.40 for 1 MiB and 1.66 for the whole batch).  dX: ``"scatter"`` (no product
+  with an inserted zero) except stride-1 layers that are depthwise or over the
+  scan limit, where the full convolution through conv itself is cheaper.
 * **GPU** — whole-batch GEMMs: a GPU needs the long ``M`` dimension to fill its
   SMs, and batch blocks serialise small GEMMs (the whole batch in one block
   took the ResNet-50 layers' geometric mean from 4.6× cuDNN's time to 1.6×).
@@ -70,9 +71,9 @@ __all__ = [
 ]
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
-CPU_BLOCK_ELEMENTS = 1 << 20  # one CPU block's patch matrix (4 MiB of f32)
+CPU_BLOCK_ELEMENTS = 7 << 18  # one CPU block's patch matrix (7 MiB of f32)
 CPU_SCAN_ELEMENTS = 1 << 22  # one example's patch matrix beyond which a CPU loops per offset
-CPU_DEPTHWISE_ELEMENTS = 1 << 18  # one CPU block's per-offset depthwise products (1 MiB)
+CPU_DEPTHWISE_ELEMENTS = 1 << 17  # one CPU block's per-offset depthwise products (0.5 MiB)
 GPU_BLOCK_BYTES = 1 << 30  # one accelerator block's patch or product matrix
 
 
@@ -169,7 +170,7 @@ def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
     >>> geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     >>> plan(geo, "float32", "cuda")      # the whole batch in one GEMM
     ConvPlan(forward='gather', input_grad='scatter', weight_grad='offsets', block=0)
-    >>> plan(geo, "float32", "cpu").block  # one example's patch matrix: 7 MiB
+    >>> plan(geo, "float32", "cpu").block  # one example's patch matrix: 6.9 MiB
     1
     """
     if platform not in _POLICIES:

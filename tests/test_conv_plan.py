@@ -32,12 +32,12 @@ HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 60
 
 
 @pytest.mark.parametrize("geo,platform,want", [
-    # CPU: batch blocks whose patch matrix fits 4 MiB of f32 (one example when it
+    # CPU: batch blocks whose patch matrix fits 7 MiB of f32 (one example when it
     # does not); per-offset loops when one example's is over 16 MiB
-    (CPU_SUITE, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
+    (CPU_SUITE, "cpu", ConvPlan("gather", "scatter", "gather", 2)),
     (RESNET, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
-    (STRIDED, "cpu", ConvPlan("gather", "scatter", "gather", 1)),
-    (LENET2, "cpu", ConvPlan("gather", "scatter", "gather", 4)),
+    (STRIDED, "cpu", ConvPlan("gather", "scatter", "gather", 2)),
+    (LENET2, "cpu", ConvPlan("gather", "scatter", "gather", 8)),
     (DEPTHWISE, "cpu", ConvPlan("depthwise", "fullconv", "depthwise", 1)),
     (LENET1, "cpu", ConvPlan("offsets", "scatter", "gather", 0)),
     (HUGE, "cpu", ConvPlan("scan", "fullconv", "scan", 1)),
