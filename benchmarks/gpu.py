@@ -6,8 +6,12 @@ random cotangent) and forward alone: jcnn vs ``lax.conv_general_dilated``
 (cuDNN) vs PyTorch CUDA when installed, alternated in one process; compile
 seconds, temp memory against the layer's input + output bytes, achieved
 TFLOP/s; then a CIFAR-sized VGG train step (batch 256, adam) against its lax
-twin.  f32 runs at JAX's default precision on both sides (TF32 products on
-NVIDIA GPUs), as a user's model would.  Tests never assert on these numbers.
+twin.  On a GPU each layer also runs with the fused Pallas kernels forced
+(``plan=ConvPlan("pallas", "pallas", "pallas")``: forward, dX by stride phase,
+dW), in a table of its own — the measurement the plan's GPU policy waits for
+before it picks them.  f32 runs at JAX's default precision on both sides (TF32
+products on NVIDIA GPUs), as a user's model would.  Tests never assert on these
+numbers.
 """
 
 from __future__ import annotations
@@ -131,7 +135,10 @@ def _torch_contender(x_shape, w_shape, stride, groups, pads, dtype):
     return lambda: (timed(fwd), timed(fwd_bwd)), torch.__version__
 
 
-def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds):
+PALLAS = jcnn.ConvPlan("pallas", "pallas", "pallas")
+
+
+def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds, pallas=False):
     rng = np.random.default_rng(0)
     jdt = jnp.dtype(dtype)
     x = jnp.asarray(rng.standard_normal(x_shape), jdt)
@@ -142,6 +149,8 @@ def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds):
     kw = dict(stride=stride, padding=pads, groups=groups)
     fwds = {"jcnn": lambda x, w: jcnn.conv(x, w, **kw),
             "lax": lambda x, w: lax_conv(x, w, **kw)}
+    if pallas:  # the fused kernels, forced (the plan does not pick them yet)
+        fwds["pallas"] = lambda x, w: jcnn.conv(x, w, plan=PALLAS, **kw)
     y_shape = jax.eval_shape(fwds["lax"], x, w).shape
     ct = jnp.asarray(rng.standard_normal(y_shape), jdt)
 
@@ -215,6 +224,30 @@ def _gmean(values):
     return math.exp(statistics.fmean(math.log(v) for v in values))
 
 
+def _pallas_table(sub, dtype, peak):
+    """The fused Pallas kernels forced (``plan=ConvPlan("pallas", "pallas",
+    "pallas")``) against lax (cuDNN), per layer."""
+    pk = peak[0 if dtype == "float32" else 1] if peak else None
+    lines = [f"\n#### {dtype}: the Pallas kernels forced (forward, dX by stride phase, dW)\n",
+             "| layer | pallas ms | lax ms | pallas/lax | fwd pallas/lax | pallas TFLOP/s | "
+             "% peak | compile s | temp MB | temp / (in+out) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in sub if "fb_pallas" in r):
+        tflops = 3 * r["gflop"] / r["fb_pallas"] / 1e3
+        lines.append(
+            f"| {r['name']} | {r['fb_pallas'] * 1e3:.3f} | {r['fb_lax'] * 1e3:.3f} | "
+            f"**{r['fb_pallas'] / r['fb_lax']:.2f}** | {r['fwd_pallas'] / r['fwd_lax']:.2f} | "
+            f"{tflops:.1f} | {f'{100 * tflops / pk:.0f}' if pk else '–'} | "
+            f"{r['compile_pallas']:.2f} | {(r['temp_pallas'] or 0) / 2**20:.0f} | "
+            f"{(r['temp_pallas'] or 0) / r['io_bytes']:.2f} |")
+    ratios = [r["fb_pallas"] / r["fb_lax"] for r in sub if "fb_pallas" in r]
+    fwd = [r["fwd_pallas"] / r["fwd_lax"] for r in sub if "fb_pallas" in r]
+    lines.append(f"\n{dtype}, Pallas: geometric mean pallas/lax fwd+bwd **{_gmean(ratios):.2f}** "
+                 f"(worst {max(ratios):.2f}); forward **{_gmean(fwd):.2f}** "
+                 f"(worst {max(fwd):.2f}).\n")
+    return lines
+
+
 def render(rows, train, device):
     kind = device.device_kind
     peak = _peak(kind)
@@ -259,6 +292,8 @@ def render(rows, train, device):
             lines.append(f" jcnn/torch fwd+bwd {_gmean(tr):.2f} (PyTorch "
                          f"{sub[0].get('torch_version', '?')}, cuDNN, channels_last).")
         lines.append("")
+        if any("fb_pallas" in r for r in sub):
+            lines += _pallas_table(sub, dtype, peak)
     if train:
         lines.append("\n#### Train step\n")
         lines.append("| step | jcnn images/s | lax twin images/s | jcnn/lax speed | "
@@ -270,21 +305,28 @@ def render(rows, train, device):
     return "\n".join(lines) + "\n"
 
 
-def run(quick=False, rounds=None):
+def run(quick=False, rounds=None, pallas=None):
+    """``pallas``: also time the fused Pallas kernels (default: on a GPU)."""
     rounds = rounds or (3 if quick else 15)
+    if pallas is None:
+        pallas = jax.default_backend() in ("gpu", "cuda", "rocm")
     layers = QUICK_LAYERS if quick else LAYERS
     rows = []
     for dtype in ("float32", "bfloat16"):
         for name, xs, ws, s, g in layers:
             if dtype == "bfloat16" and not quick and name not in BF16_LAYERS:
                 continue
-            r = bench_layer(name, xs, ws, s, g, dtype, rounds)
+            r = bench_layer(name, xs, ws, s, g, dtype, rounds, pallas)
             rows.append(r)
             print(f"{dtype:8s} {name:36s} fwd+bwd jcnn {r['fb_jcnn'] * 1e3:7.3f} ms  lax "
                   f"{r['fb_lax'] * 1e3:7.3f}  ratio {r['fb_jcnn'] / r['fb_lax']:.2f}  fwd "
                   f"{r['fwd_jcnn'] / r['fwd_lax']:.2f}  torch "
                   f"{r.get('fb_torch', float('nan')) * 1e3:.3f}  temp/io "
-                  f"{(r['temp_jcnn'] or 0) / r['io_bytes']:.2f}  [{r['plan']}]", flush=True)
+                  f"{(r['temp_jcnn'] or 0) / r['io_bytes']:.2f}  [{r['plan']}]"
+                  + (f"  pallas {r['fb_pallas'] * 1e3:.3f} ms ({r['fb_pallas'] / r['fb_lax']:.2f}"
+                     f" lax, fwd {r['fwd_pallas'] / r['fwd_lax']:.2f}, temp/io "
+                     f"{(r['temp_pallas'] or 0) / r['io_bytes']:.2f})" if "fb_pallas" in r
+                     else ""), flush=True)
     train = bench_train_step(16 if quick else 256, rounds, quick)
     print(f"train step: jcnn {train['ips_jcnn']:.0f} images/s, lax {train['ips_lax']:.0f}; "
           f"compile {train['compile_jcnn']:.2f} / {train['compile_lax']:.2f} s", flush=True)
