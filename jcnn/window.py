@@ -13,7 +13,8 @@ which holds, for every output position, the input element under offset ``k``.
 Summing ``slice_k @ W[k]`` over ``k`` is the convolution (article §3, §6);
 taking the max or the mean over ``k`` is pooling (§10).  ``scatter_slice`` is
 the exact transpose of ``window_slice`` (it puts values back where the slice
-read them, zeros elsewhere): the backward passes are sums of those.
+read them, zeros elsewhere): the backward passes are sums of those, and
+``spread_by_phase`` computes such a sum one stride phase at a time.
 """
 
 from __future__ import annotations
