@@ -30,7 +30,8 @@ from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
 
-__all__ = ["as_2d", "forward_pallas", "on_platforms", "tiles", "unravel"]
+__all__ = ["as_2d", "call", "forward_pallas", "on_platforms", "pad_for_tiles", "tiles",
+           "unravel"]
 
 TILE_POSITIONS = 64  # output positions (rows × columns) per program
 TILE_CHANNELS = 64  # output channels per program, at most
@@ -92,6 +93,33 @@ def _triton_params():
     return plgpu.CompilerParams(num_warps=4, num_stages=2)
 
 
+def call(kernel, *, out_shape, grid, in_specs, out_specs, name, interpret):
+    """``pl.pallas_call`` as every jcnn kernel runs it: interpret mode off a GPU,
+    Triton's compiler parameters on one."""
+    return pl.pallas_call(kernel, out_shape=out_shape, grid=grid, in_specs=in_specs,
+                          out_specs=out_specs, interpret=interpret,
+                          compiler_params=None if interpret else _triton_params(), name=name)
+
+
+def pad_for_tiles(xp, steps, t, window, stride, dilation, c_pad):
+    """``xp`` ``(N, Hp, Wp, C)`` with zeros below, right and after the channels
+    (``C`` → ``c_pad``), so that the strided loads of ``steps`` tiles of
+    ``t["rows"] × t["cols"]`` outputs stay inside the array and every channel
+    tile is whole; zeros add nothing to a sum.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jcnn.conv_pallas import pad_for_tiles
+      >>> xp = jnp.ones((1, 5, 5, 3))  # 2 × 1 tiles of 4 × 8 outputs, 3 × 3 window
+      >>> pad_for_tiles(xp, (2, 1), {"rows": 4, "cols": 8}, (3, 3), (1, 1), (1, 1), 4).shape
+      (1, 10, 10, 4)
+    """
+    need = [(n * size - 1) * s + (k - 1) * d + 1
+            for n, size, s, k, d in zip(steps, (t["rows"], t["cols"]), stride, window, dilation)]
+    return jnp.pad(xp, ((0, 0), (0, max(need[0] - xp.shape[1], 0)),
+                        (0, max(need[1] - xp.shape[2], 0)), (0, c_pad - xp.shape[3])))
+
+
 def _kernel(x_ref, w_ref, o_ref, *, window, stride, dilation, t, precision, acc):
     (kh, kw), (sh, sw), (dh, dw) = window, stride, dilation
     rows, cols, chunk = t["rows"], t["cols"], t["chunk"]
@@ -115,18 +143,13 @@ def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
     out_h, out_w = out_hw
     t = tiles(out_h, out_w, c_in, c_out)
     gh, gw, go = pl.cdiv(out_h, t["rows"]), pl.cdiv(out_w, t["cols"]), pl.cdiv(c_out, t["out"])
-    c_pad = pl.cdiv(c_in, t["chunk"]) * t["chunk"]
-    # zeros below, right and after the channels, so that every tile's loads stay
-    # inside the array and every product has whole chunks
-    need_h = (gh * t["rows"] - 1) * stride[0] + (kh - 1) * dilation[0] + 1
-    need_w = (gw * t["cols"] - 1) * stride[1] + (kw - 1) * dilation[1] + 1
-    xp = jnp.pad(xp, ((0, 0), (0, max(need_h - xp.shape[1], 0)),
-                      (0, max(need_w - xp.shape[2], 0)), (0, c_pad - c_in)))
+    c_pad = pl.cdiv(c_in, t["chunk"]) * t["chunk"]  # every product has whole chunks
+    xp = pad_for_tiles(xp, (gh, gw), t, (kh, kw), stride, dilation, c_pad)
     w = jnp.pad(w, ((0, 0), (0, 0), (0, c_pad - c_in), (0, go * t["out"] - c_out)))
     acc = acc_dtype(xp.dtype)
     kernel = functools.partial(_kernel, window=(kh, kw), stride=stride, dilation=dilation,
                                t=t, precision=precision, acc=acc)
-    out = pl.pallas_call(
+    out = call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((n, gh * t["rows"], gw * t["cols"], go * t["out"]), acc),
         grid=(n, gh, gw, go),
@@ -134,9 +157,8 @@ def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
                   pl.BlockSpec((kh, kw, c_pad, t["out"]), lambda b, h, v, o: (0, 0, 0, o))],
         out_specs=pl.BlockSpec((None, t["rows"], t["cols"], t["out"]),
                                lambda b, h, v, o: (b, h, v, o)),
-        interpret=interpret,
-        compiler_params=None if interpret else _triton_params(),
         name="jcnn_conv_forward",
+        interpret=interpret,
     )(xp, w)
     return out[:, :out_h, :out_w, :c_out]
 

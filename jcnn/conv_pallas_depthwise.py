@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
-from .conv_pallas import TILE_POSITIONS, _pow2_at_least, _triton_params, unravel
+from .conv_pallas import TILE_POSITIONS, _pow2_at_least, call, pad_for_tiles, unravel
 from .conv_pallas_wgrad import batch_shares
 
 __all__ = ["depthwise_forward", "depthwise_tiles", "depthwise_weight_grad"]
@@ -54,16 +54,11 @@ def depthwise_tiles(out_h: int, out_w: int, channels: int) -> dict:
 
 
 def _padded(xp, out_hw, t, geo, channels):
-    """Zeros below, right and after the channels, so that every tile's loads stay
-    inside the array; also returns the grid of position tiles."""
-    (kh, kw), (sh, sw), (dh, dw) = geo.window, geo.stride, geo.dilation
+    """``xp`` padded for the tiles (:func:`~jcnn.conv_pallas.pad_for_tiles`), the
+    grid of position tiles, and the padded channel count."""
     steps = (pl.cdiv(out_hw[0], t["rows"]), pl.cdiv(out_hw[1], t["cols"]))
-    need_h = (steps[0] * t["rows"] - 1) * sh + (kh - 1) * dh + 1
-    need_w = (steps[1] * t["cols"] - 1) * sw + (kw - 1) * dw + 1
     c_pad = pl.cdiv(channels, t["depth"]) * t["depth"]
-    xp = jnp.pad(xp, ((0, 0), (0, max(need_h - xp.shape[1], 0)),
-                      (0, max(need_w - xp.shape[2], 0)), (0, c_pad - channels)))
-    return xp, steps, c_pad
+    return pad_for_tiles(xp, steps, t, geo.window, geo.stride, geo.dilation, c_pad), steps, c_pad
 
 
 def _forward_kernel(x_ref, w_ref, o_ref, *, geo, t, acc):
@@ -123,7 +118,7 @@ def depthwise_forward(xp, w, geo, interpret):
 
     def one(wu):  # (kh, kw, C): one multiplier's kernel
         wu = jnp.pad(wu, ((0, 0), (0, 0), (0, c_pad - c)))
-        out = pl.pallas_call(
+        out = call(
             kernel,
             out_shape=jax.ShapeDtypeStruct((n, gh * t["rows"], gw * t["cols"], c_pad), acc),
             grid=(n, gh, gw, c_pad // t["depth"]),
@@ -131,9 +126,8 @@ def depthwise_forward(xp, w, geo, interpret):
                       pl.BlockSpec((kh, kw, c_pad), lambda b, h, v, d: (0, 0, 0))],
             out_specs=pl.BlockSpec((None, t["rows"], t["cols"], t["depth"]),
                                    lambda b, h, v, d: (b, h, v, d)),
-            interpret=interpret,
-            compiler_params=None if interpret else _triton_params(),
             name="jcnn_depthwise_forward",
+            interpret=interpret,
         )(xp, wu)
         return out[:, :out_h, :out_w, :c]
 
@@ -156,16 +150,15 @@ def depthwise_weight_grad(xp, g, geo, interpret):
     def one(gu):  # (N, OH, OW, C): one multiplier's cotangent
         gu = jnp.pad(gu, ((0, 0), (0, steps[0] * t["rows"] - out_h),
                           (0, steps[1] * t["cols"] - out_w), (0, c_pad - c)))
-        parts = pl.pallas_call(
+        parts = call(
             kernel,
             out_shape=jax.ShapeDtypeStruct((shares, kh * kw, c_pad), acc),
             grid=(kh * kw, c_pad // t["depth"], shares),
             in_specs=[pl.BlockSpec(xp.shape, lambda k, d, s: (0, 0, 0, 0)),
                       pl.BlockSpec(gu.shape, lambda k, d, s: (0, 0, 0, 0))],
             out_specs=pl.BlockSpec((None, None, t["depth"]), lambda k, d, s: (s, k, d)),
-            interpret=interpret,
-            compiler_params=None if interpret else _triton_params(),
             name="jcnn_depthwise_weight_grad",
+            interpret=interpret,
         )(xp, gu)
         return parts.sum(0)[:, :c].reshape(kh, kw, c)
 

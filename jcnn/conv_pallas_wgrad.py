@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
-from .conv_pallas import _triton_params, as_2d, on_platforms, tiles, unravel
+from .conv_pallas import as_2d, call, on_platforms, pad_for_tiles, tiles, unravel
 
 __all__ = ["MIN_PROGRAMS", "batch_shares", "weight_grad_pallas"]
 
@@ -86,18 +86,14 @@ def _wgrad2d(xp, g, window, stride, dilation, precision, interpret):
     steps = (pl.cdiv(out_h, t["rows"]), pl.cdiv(out_w, t["cols"]))
     gc, go = pl.cdiv(c_in, t["chunk"]), pl.cdiv(c_out, t["out"])
     shares = batch_shares(n, kh * kw * gc * go)
-    # zeros below and right of the image, after the channels, and where a tile of dZ
-    # passes its edge: every load stays inside the arrays, zeros add nothing
-    need_h = (steps[0] * t["rows"] - 1) * stride[0] + (kh - 1) * dilation[0] + 1
-    need_w = (steps[1] * t["cols"] - 1) * stride[1] + (kw - 1) * dilation[1] + 1
-    xp = jnp.pad(xp, ((0, 0), (0, max(need_h - xp.shape[1], 0)),
-                      (0, max(need_w - xp.shape[2], 0)), (0, gc * t["chunk"] - c_in)))
+    # zeros where a tile passes the image's or dZ's edge: every load stays inside
+    xp = pad_for_tiles(xp, steps, t, window, stride, dilation, gc * t["chunk"])
     g = jnp.pad(g, ((0, 0), (0, steps[0] * t["rows"] - out_h), (0, steps[1] * t["cols"] - out_w),
                     (0, go * t["out"] - c_out)))
     acc = acc_dtype(xp.dtype)
     kernel = functools.partial(_kernel, kw=kw, stride=stride, dilation=dilation, t=t,
                                per_share=n // shares, steps=steps, precision=precision, acc=acc)
-    parts = pl.pallas_call(
+    parts = call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((shares, kh * kw, gc * t["chunk"], go * t["out"]), acc),
         grid=(kh * kw, gc, go, shares),
@@ -105,9 +101,8 @@ def _wgrad2d(xp, g, window, stride, dilation, precision, interpret):
                   pl.BlockSpec(g.shape, lambda k, c, o, s: (0, 0, 0, 0))],
         out_specs=pl.BlockSpec((None, None, t["chunk"], t["out"]),
                                lambda k, c, o, s: (s, k, c, o)),
-        interpret=interpret,
-        compiler_params=None if interpret else _triton_params(),
         name="jcnn_conv_weight_grad",
+        interpret=interpret,
     )(xp, g)
     return parts.sum(0)[:, :c_in, :c_out].reshape(kh, kw, c_in, c_out)
 
