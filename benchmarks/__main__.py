@@ -378,12 +378,13 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
                      f"{max(ratios('jcnn', 'fwd')):.2f}); lax/torch fwd+bwd "
                      f"{gmean(ratios('lax', 'fb')):.2f}.\n")
     lines.append("### Convolution, forward only\n")
-    lines.append("`GEMM alone` is XLA's matmul of one batch block's patch matrix, built "
-                 "beforehand (`(B·Π out, K·C_in)`, the plan's block), with the kernel, "
-                 "times the number of blocks: the least any arrangement that contracts "
-                 "through XLA's dot spends on the layer. Where it is near PyTorch's whole "
-                 "forward, closing the rest of the gap needs a kernel that never writes "
-                 "patches, which XLA's CPU backend does not build from windowed sums.\n")
+    if has_torch:  # the GEMM-alone columns sit beside PyTorch's
+        lines.append("`GEMM alone` is XLA's matmul of one batch block's patch matrix, built "
+                         "beforehand (`(B·Π out, K·C_in)`, the plan's block), with the kernel, "
+                     "times the number of blocks: the least any arrangement that contracts "
+                     "through XLA's dot spends on the layer. Where it is near PyTorch's whole "
+                     "forward, closing the rest of the gap needs a kernel that never writes "
+                     "patches, which XLA's CPU backend does not build from windowed sums.\n")
     extra = " torch ms | jcnn/torch | GEMM alone ms | GEMM/torch |" if has_torch else ""
     lines.append("| shape | jcnn ms | lax ms | jcnn/lax | jcnn GFLOP/s | lax GFLOP/s |" + extra)
     lines.append("|---|---|---|---|---|---|" + ("---|---|---|---|" if has_torch else ""))
