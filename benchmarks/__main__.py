@@ -380,7 +380,7 @@ def render(conv_rows, pool_rows, train_row, args, gemm=None):
     lines.append("### Convolution, forward only\n")
     if has_torch:  # the GEMM-alone columns sit beside PyTorch's
         lines.append("`GEMM alone` is XLA's matmul of one batch block's patch matrix, built "
-                         "beforehand (`(B·Π out, K·C_in)`, the plan's block), with the kernel, "
+                     "beforehand (`(B·Π out, K·C_in)`, the plan's block), with the kernel, "
                      "times the number of blocks: the least any arrangement that contracts "
                      "through XLA's dot spends on the layer. Where it is near PyTorch's whole "
                      "forward, closing the rest of the gap needs a kernel that never writes "
