@@ -60,7 +60,7 @@ def basic_block(channels: int, stride: int = 1, project: bool = False):
     return nn.serial(nn.residual(body, shortcut), nn.Relu)
 
 
-def resnet(widths=(16, 32, 64)):
+def resnet(widths=(16, 48, 96)):
     """A small ResNet for 28×28 images: a 3×3 stem, one basic block per stage (the
     later stages halve the resolution: 28² → 14² → 7²), global average pooling and
     a dense classifier."""
@@ -74,7 +74,7 @@ def resnet(widths=(16, 32, 64)):
 MODELS = {
     # name: (constructor, epochs, batch size, peak learning rate, augmentation)
     "lenet": (lenet, 15, 128, 3e-3, "none"),
-    "resnet": (resnet, 36, 128, 3e-3, "flip-shift"),
+    "resnet": (resnet, 40, 128, 3e-3, "flip-shift"),
 }
 AUGMENT = {"none": None, "flip-shift": flip_and_shift}
 
