@@ -506,11 +506,11 @@ def main(argv=None):
             "still large: sub-millisecond rows move by ±30 % between processes, and "
             "jcnn's programs that loop over batch blocks (a `lax.map`) sometimes run 2× "
             "slower for a stretch of a run, both cores busy, while single-op programs "
-            "(lax's conv, a plain matmul, the pointwise row) keep their speed — in a "
-            "second run of the commit that wrote this table, the s2, stem, depthwise and "
-            "3-D rows did (3-D forward 1.82 ms against 0.77; fwd+bwd geometric mean "
-            "jcnn/torch 1.26 against 1.00); the cause is not found. Ratios within one run "
-            "compare contenders under the same conditions.\n\n"
+            "(lax's conv, a plain matmul, the pointwise row) keep their speed — on "
+            "2026-11-28 two runs of one commit gave fwd+bwd geometric mean jcnn/torch "
+            "1.00 and 1.26, the s2, stem, depthwise and 3-D rows slow in the second "
+            "(3-D forward 1.82 ms against 0.77); the cause is not found. Ratios within "
+            "one run compare contenders under the same conditions.\n\n"
         )
         write_section(out, "cpu", header + table + "\n")
         print(f"\nwrote the CPU section of {out}")

@@ -105,7 +105,8 @@ def pad_for_tiles(xp, steps, t, window, stride, dilation, c_pad):
     """``xp`` ``(N, Hp, Wp, C)`` with zeros below, right and after the channels
     (``C`` → ``c_pad``), so that the strided loads of ``steps`` tiles of
     ``t["rows"] × t["cols"]`` outputs stay inside the array and every channel
-    tile is whole; zeros add nothing to a sum.
+    tile is whole; zeros add nothing to a sum.  With a 1×1 window, unit stride
+    and dilation it pads a cotangent ``dZ`` to whole tiles.
 
     Examples:
       >>> import jax.numpy as jnp

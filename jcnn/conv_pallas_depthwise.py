@@ -148,8 +148,7 @@ def depthwise_weight_grad(xp, g, geo, interpret):
                                steps=steps, acc=acc)
 
     def one(gu):  # (N, OH, OW, C): one multiplier's cotangent
-        gu = jnp.pad(gu, ((0, 0), (0, steps[0] * t["rows"] - out_h),
-                          (0, steps[1] * t["cols"] - out_w), (0, c_pad - c)))
+        gu = pad_for_tiles(gu, steps, t, (1, 1), (1, 1), (1, 1), c_pad)  # whole dZ tiles
         parts = call(
             kernel,
             out_shape=jax.ShapeDtypeStruct((shares, kh * kw, c_pad), acc),

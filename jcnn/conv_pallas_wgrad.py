@@ -88,8 +88,7 @@ def _wgrad2d(xp, g, window, stride, dilation, precision, interpret):
     shares = batch_shares(n, kh * kw * gc * go)
     # zeros where a tile passes the image's or dZ's edge: every load stays inside
     xp = pad_for_tiles(xp, steps, t, window, stride, dilation, gc * t["chunk"])
-    g = jnp.pad(g, ((0, 0), (0, steps[0] * t["rows"] - out_h), (0, steps[1] * t["cols"] - out_w),
-                    (0, go * t["out"] - c_out)))
+    g = pad_for_tiles(g, steps, t, (1, 1), (1, 1), (1, 1), go * t["out"])  # whole dZ tiles
     acc = acc_dtype(xp.dtype)
     kernel = functools.partial(_kernel, kw=kw, stride=stride, dilation=dilation, t=t,
                                per_share=n // shares, steps=steps, precision=precision, acc=acc)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "thorough_summary", Path(__file__).with_name("thorough_summary.py"))
-summary = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(summary)
+import thorough_summary as summary
 
 GREEN = """\
 ============================ Hypothesis Statistics =============================

@@ -24,7 +24,7 @@ def summarise(text: str) -> dict:
     """Counts from one module's log: ``properties`` (tests with statistics), and
     ``passing``/``failing``/``invalid`` examples summed over all their phases."""
     out = {"properties": 0, "passing": 0, "failing": 0, "invalid": 0}
-    current = None
+    current, counted = None, set()
     for line in text.splitlines():
         m = _TEST.match(line.strip())
         if m:
@@ -32,12 +32,10 @@ def summarise(text: str) -> dict:
             continue
         c = _COUNTS.search(line)
         if c and current is not None:
-            if current != out.get("_last"):
-                out["properties"] += 1
-                out["_last"] = current
+            counted.add(current)
             for key, value in zip(("passing", "failing", "invalid"), c.groups()):
                 out[key] += int(value)
-    out.pop("_last", None)
+    out["properties"] = len(counted)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     out["last"] = lines[-1].strip(" =") if lines else "(empty log)"
     out["green"] = bool(lines) and bool(_GREEN.match(lines[-1].strip()))
