@@ -10,7 +10,13 @@ walking the kernel offsets ``(i, j)``: each offset's strided slice of the padded
 image is loaded straight from the input and multiplied into one f32
 accumulator — no patch matrix and no per-offset product is written to memory
 (the XLA arrangements in :mod:`jcnn.conv_arrangements` write one or the other).
-Groups run as one kernel call per group.
+At stride 1 the padded image is flattened to ``(Hp·Wp, C)`` rows and the outputs
+are computed on the padded width, so that offset ``(i, j)`` is one contiguous
+shift by ``i·d_h·Wp + j·d_w`` rows (the discarded ``Wp - OW`` columns per row are
+the price); strided layers load strided ``rows × cols`` tiles.  Input channels
+are walked in chunks by a loop that Triton pipelines.  Groups run as one kernel
+call per group.  Tile sizes and Triton's warps and stages are module constants
+chosen from ``python -m benchmarks.pallas_gpu tune`` on an H200 (BENCHMARKS.md).
 
 On a GPU the kernel compiles through Pallas (Triton); anywhere else it runs in
 Pallas' interpret mode, which is how the tests check it on a CPU.  The plan
@@ -30,13 +36,15 @@ from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
 
-__all__ = ["as_2d", "call", "forward_pallas", "on_platforms", "pad_for_tiles", "tiles",
-           "unravel"]
+__all__ = ["as_2d", "call", "flat_tiles", "forward_pallas", "on_platforms", "pad_for_tiles",
+           "tiles", "unravel"]
 
-TILE_POSITIONS = 64  # output positions (rows × columns) per program
+TILE_POSITIONS = 128  # output positions (rows × columns) per program
 TILE_CHANNELS = 64  # output channels per program, at most
-CHUNK_CHANNELS = 32  # input channels per product, at most
+CHUNK_CHANNELS = 64  # input channels per product, at most
 MIN_DIM = 16  # Triton's smallest matrix-product dimension
+NUM_WARPS = 4  # Triton's warps per program
+NUM_STAGES = 3  # Triton's software-pipeline stages
 _GPUS = ("cuda", "rocm")
 
 
@@ -59,7 +67,7 @@ def tiles(out_h: int, out_w: int, c_in: int, c_out: int) -> dict:
     Examples:
       >>> from jcnn.conv_pallas import tiles
       >>> tiles(56, 56, 64, 64)
-      {'rows': 1, 'cols': 64, 'out': 64, 'chunk': 32}
+      {'rows': 2, 'cols': 64, 'out': 64, 'chunk': 64}
       >>> tiles(7, 7, 3, 10)
       {'rows': 8, 'cols': 8, 'out': 16, 'chunk': 16}
     """
@@ -90,7 +98,7 @@ def _triton_params():
     which stages whole blocks — here a whole padded image — in shared memory)."""
     from jax.experimental.pallas import triton as plgpu
 
-    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+    return plgpu.CompilerParams(num_warps=NUM_WARPS, num_stages=NUM_STAGES)
 
 
 def call(kernel, *, out_shape, grid, in_specs, out_specs, name, interpret):
@@ -121,24 +129,108 @@ def pad_for_tiles(xp, steps, t, window, stride, dilation, c_pad):
                         (0, max(need[1] - xp.shape[2], 0)), (0, c_pad - xp.shape[3])))
 
 
+def _chunks(c_pad, chunk, body, total):
+    """``body(c0, total)`` for every input-channel chunk ``c0`` — a loop, not an
+    unrolled sequence, so that Triton's compile time does not grow with the
+    channels and its software pipeline has a loop to overlap."""
+    if c_pad == chunk:
+        return body(0, total)
+    return jax.lax.fori_loop(0, c_pad // chunk,
+                             lambda c, total: body(pl.multiple_of(c * chunk, chunk), total),
+                             total)
+
+
 def _kernel(x_ref, w_ref, o_ref, *, window, stride, dilation, t, precision, acc):
     (kh, kw), (sh, sw), (dh, dw) = window, stride, dilation
     rows, cols, chunk = t["rows"], t["cols"], t["chunk"]
     h0 = pl.program_id(1) * rows * sh
     w0 = pl.program_id(2) * cols * sw
-    total = jnp.zeros((rows * cols, t["out"]), acc)
-    for i in range(kh):
-        for j in range(kw):
-            for c in range(0, x_ref.shape[-1], chunk):
+
+    def body(c, total):
+        for i in range(kh):
+            for j in range(kw):
                 xs = x_ref[pl.ds(h0 + i * dh, rows, sh), pl.ds(w0 + j * dw, cols, sw),
                            pl.ds(c, chunk)]
                 total += jnp.dot(xs.reshape(rows * cols, chunk), w_ref[i, j, pl.ds(c, chunk), :],
                                  precision=precision, preferred_element_type=acc)
+        return total
+
+    total = _chunks(x_ref.shape[-1], chunk, body, jnp.zeros((rows * cols, t["out"]), acc))
     o_ref[...] = total.reshape(rows, cols, t["out"]).astype(o_ref.dtype)
+
+
+def _flat_kernel(x_ref, w_ref, o_ref, *, window, dilation, width, t, precision, acc):
+    """Stride 1 on the flattened image: offset ``(i, j)`` of output row ``m`` is
+    input row ``m + i·d_h·Wp + j·d_w`` — every load one contiguous block."""
+    (kh, kw), (dh, dw) = window, dilation
+    m, chunk = t["positions"], t["chunk"]
+    m0 = pl.multiple_of(pl.program_id(1) * m, m)
+
+    def body(c, total):
+        for i in range(kh):
+            for j in range(kw):
+                xs = x_ref[pl.ds(m0 + i * dh * width + j * dw, m), pl.ds(c, chunk)]
+                total += jnp.dot(xs, w_ref[i, j, pl.ds(c, chunk), :], precision=precision,
+                                 preferred_element_type=acc)
+        return total
+
+    total = _chunks(x_ref.shape[-1], chunk, body, jnp.zeros((m, t["out"]), acc))
+    o_ref[...] = total.astype(o_ref.dtype)
+
+
+def flat_tiles(positions: int, c_in: int, c_out: int) -> dict:
+    """The stride-1 kernel's tile: ``positions`` flattened output positions (up to
+    :data:`TILE_POSITIONS`, at least 16), ``out`` and ``chunk`` as in :func:`tiles`.
+
+    Examples:
+      >>> from jcnn.conv_pallas import flat_tiles
+      >>> flat_tiles(56 * 58, 64, 64)
+      {'positions': 128, 'out': 64, 'chunk': 64}
+      >>> flat_tiles(9, 3, 10)
+      {'positions': 16, 'out': 16, 'chunk': 16}
+    """
+    t = tiles(1, positions, c_in, c_out)
+    return {"positions": max(min(_pow2_at_least(positions), TILE_POSITIONS), MIN_DIM),
+            "out": t["out"], "chunk": t["chunk"]}
+
+
+def _weights(w, c_pad, out_pad):
+    """``w`` with zero input channels up to ``c_pad`` and output channels up to ``out_pad``."""
+    return jnp.pad(w, ((0, 0), (0, 0), (0, c_pad - w.shape[2]), (0, out_pad - w.shape[3])))
+
+
+def _conv2d_flat(xp, w, out_hw, dilation, precision, interpret):
+    """One group at stride 1: the image ``xp`` ``(N, Hp, Wp, C)`` flattened to
+    ``(N, Hp·Wp, C)``; the outputs are computed on the padded width (``Wp -
+    out_w`` columns per row are discarded), so that every offset is one shift."""
+    n, hp, wp, c_in = xp.shape
+    kh, kw, _, c_out = w.shape
+    (out_h, out_w), (dh, dw) = out_hw, dilation
+    t = flat_tiles(out_h * wp, c_in, c_out)
+    gm, go = pl.cdiv(out_h * wp, t["positions"]), pl.cdiv(c_out, t["out"])
+    c_pad = pl.cdiv(c_in, t["chunk"]) * t["chunk"]
+    rows = max(gm * t["positions"] + (kh - 1) * dh * wp + (kw - 1) * dw, hp * wp)
+    xf = jnp.pad(xp.reshape(n, hp * wp, c_in), ((0, 0), (0, rows - hp * wp), (0, c_pad - c_in)))
+    acc = acc_dtype(xp.dtype)
+    kernel = functools.partial(_flat_kernel, window=(kh, kw), dilation=dilation, width=wp, t=t,
+                               precision=precision, acc=acc)
+    out = call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((n, gm * t["positions"], go * t["out"]), acc),
+        grid=(n, gm, go),
+        in_specs=[pl.BlockSpec((None, rows, c_pad), lambda b, m, o: (b, 0, 0)),
+                  pl.BlockSpec((kh, kw, c_pad, t["out"]), lambda b, m, o: (0, 0, 0, o))],
+        out_specs=pl.BlockSpec((None, t["positions"], t["out"]), lambda b, m, o: (b, m, o)),
+        name="jcnn_conv_forward_flat",
+        interpret=interpret,
+    )(xf, _weights(w, c_pad, go * t["out"]))
+    return out[:, :out_h * wp, :c_out].reshape(n, out_h, wp, c_out)[:, :, :out_w]
 
 
 def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
     """One group: ``xp`` padded ``(N, Hp, Wp, C)``, ``w`` ``(kh, kw, C, O)``."""
+    if stride == (1, 1):
+        return _conv2d_flat(xp, w, out_hw, dilation, precision, interpret)
     n, _, _, c_in = xp.shape
     kh, kw, _, c_out = w.shape
     out_h, out_w = out_hw
@@ -146,7 +238,6 @@ def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
     gh, gw, go = pl.cdiv(out_h, t["rows"]), pl.cdiv(out_w, t["cols"]), pl.cdiv(c_out, t["out"])
     c_pad = pl.cdiv(c_in, t["chunk"]) * t["chunk"]  # every product has whole chunks
     xp = pad_for_tiles(xp, (gh, gw), t, (kh, kw), stride, dilation, c_pad)
-    w = jnp.pad(w, ((0, 0), (0, 0), (0, c_pad - c_in), (0, go * t["out"] - c_out)))
     acc = acc_dtype(xp.dtype)
     kernel = functools.partial(_kernel, window=(kh, kw), stride=stride, dilation=dilation,
                                t=t, precision=precision, acc=acc)
@@ -160,7 +251,7 @@ def _conv2d(xp, w, out_hw, stride, dilation, precision, interpret):
                                lambda b, h, v, o: (b, h, v, o)),
         name="jcnn_conv_forward",
         interpret=interpret,
-    )(xp, w)
+    )(xp, _weights(w, c_pad, go * t["out"]))
     return out[:, :out_h, :out_w, :c_out]
 
 

@@ -28,17 +28,18 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
-from .conv_pallas import TILE_POSITIONS, _pow2_at_least, call, pad_for_tiles, unravel
+from .conv_pallas import _pow2_at_least, call, pad_for_tiles, unravel
 from .conv_pallas_wgrad import batch_shares
 
 __all__ = ["depthwise_forward", "depthwise_tiles", "depthwise_weight_grad"]
 
+TILE_POSITIONS = 64  # output positions (rows × columns) per program
 TILE_DEPTH = 64  # channels per program, at most
 
 
 def depthwise_tiles(out_h: int, out_w: int, channels: int) -> dict:
     """One program's tile, every size a power of two: ``rows × cols`` output
-    positions (about :data:`jcnn.conv_pallas.TILE_POSITIONS`) and ``depth``
+    positions (about :data:`TILE_POSITIONS`) and ``depth``
     channels (up to :data:`TILE_DEPTH`).
 
     Examples:
