@@ -1,6 +1,6 @@
 """Time every arrangement of the windowed sums, each part on its own:
 ``python -m benchmarks.arrangements [--suite cpu|gpu] [--dtype float32|bfloat16]
-[--blocks] [--quick] [--json FILE]`` — the measurements behind the policies of
+[--blocks] [--quick] [--json FILE] [--render FILE]`` — the measurements behind the policies of
 :mod:`jcnn.conv_plan`.
 
 Per layer: lax's forward, dX and dW (the VJP of ``lax.conv_general_dilated``
@@ -97,6 +97,24 @@ def sweep(layers, dtype, platform, blocks=False, rounds=10):
     return results
 
 
+def render(results) -> str:
+    """The sweep as BENCHMARKS.md's table: lax's parts, then every arrangement of
+    each part fastest first, the fastest in bold."""
+    lines = ["| layer | lax fwd / dX / dW | forward arrangements | dX arrangements | "
+             "dW arrangements |", "|---|---|---|---|---|"]
+    for res in results:
+        ms = res["ms"]
+        cells = [res["name"] + ("" if res["dtype"] == "float32" else f" ({res['dtype']})"),
+                 " / ".join(f"{ms[f'lax {k}']:.3f}" for k in ("fwd", "dx", "dw"))]
+        for kind in ("fwd", "dx", "dw"):
+            parts = sorted((v, k[len(kind) + 1:]) for k, v in ms.items()
+                           if k.startswith(kind + " "))
+            cells.append(", ".join(f"**{k} {v:.3f}**" if i == 0 else f"{k} {v:.3f}"
+                                   for i, (v, k) in enumerate(parts)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--suite", choices=("cpu", "gpu"), default="cpu")
@@ -104,7 +122,13 @@ def main(argv=None):
     p.add_argument("--blocks", action="store_true", help="also other batch-block sizes")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None, help="write the timings (ms) here")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="print a --json file as BENCHMARKS.md's table, time nothing")
     args = p.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.render:
+        with open(args.render) as f:
+            print(render(json.load(f)), end="")
+        return
     if args.suite == "gpu":
         layers, platform = (QUICK_LAYERS if args.quick else LAYERS), "cuda"
     else:

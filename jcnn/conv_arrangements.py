@@ -401,13 +401,13 @@ FORWARD = {
     "scan": forward_scan,
     "shift": forward_shift,
     "depthwise": forward_depthwise,
-    "pallas": forward_pallas,  # a fused Pallas kernel (jcnn/conv_pallas.py); only when forced
+    "pallas": forward_pallas,  # a fused Pallas kernel (jcnn/conv_pallas.py); CUDA, where measured
 }
 INPUT_GRAD = {
     "scatter": input_grad_scatter,
     "fullconv": input_grad_fullconv,
     "phases": input_grad_phases,  # by stride phase, no inserted zeros (jcnn/conv_phases.py)
-    "pallas": input_grad_pallas,  # the phases on the Pallas kernel; only when forced
+    "pallas": input_grad_pallas,  # the phases on the Pallas kernel; CUDA, where measured
 }
 WEIGHT_GRAD = {
     "gather": weight_grad_gather,

@@ -20,9 +20,11 @@ chosen from ``python -m benchmarks.pallas_gpu tune`` on an H200 (BENCHMARKS.md).
 
 On a GPU the kernel compiles through Pallas (Triton); anywhere else it runs in
 Pallas' interpret mode, which is how the tests check it on a CPU.  The plan
-(:mod:`jcnn.conv_plan`) does not choose it on its own: until it is measured
-against cuDNN it runs only when forced, ``plan=ConvPlan(forward="pallas", ...)``.
-Two spatial dims (1-D convolutions are lifted to 2-D); tested with jax 0.10.
+(:mod:`jcnn.conv_plan`) picks it on CUDA only where an H200 measured it faster
+than every XLA arrangement (f32 stride-1 3×3 layers of up to 64 channels,
+forward and dX); ``plan=ConvPlan(forward="pallas", ...)`` forces it anywhere.
+Two spatial dims (1-D convolutions are lifted to 2-D); tested with jax 0.10
+(interpret mode, CUDA lowering) and compiled on jax 0.11.2 with CUDA.
 """
 
 from __future__ import annotations
@@ -129,52 +131,58 @@ def pad_for_tiles(xp, steps, t, window, stride, dilation, c_pad):
                         (0, max(need[1] - xp.shape[2], 0)), (0, c_pad - xp.shape[3])))
 
 
-def _chunks(c_pad, chunk, body, total):
-    """``body(c0, total)`` for every input-channel chunk ``c0`` — a loop, not an
-    unrolled sequence, so that Triton's compile time does not grow with the
-    channels and its software pipeline has a loop to overlap."""
+def _offsets_and_chunks(window, c_pad, chunk, product, total):
+    """``total`` plus ``product(i, j, c0)`` for every kernel offset ``(i, j)`` and
+    input-channel chunk ``c0``.  One chunk: the offsets unrolled.  Several: one
+    loop over (chunk, offset) steps with one product each — Triton pipelines the
+    loop, staging only one step's tiles per stage (a loop over chunks with the
+    offsets unrolled inside staged all nine offsets' tiles: 880 KiB of shared
+    memory, more than an H200 has), and its compile time does not grow with the
+    channels."""
+    kh, kw = window
     if c_pad == chunk:
-        return body(0, total)
-    return jax.lax.fori_loop(0, c_pad // chunk,
-                             lambda c, total: body(pl.multiple_of(c * chunk, chunk), total),
-                             total)
+        for i in range(kh):
+            for j in range(kw):
+                total += product(i, j, 0)
+        return total
+
+    def step(k, total):
+        c, i, j = unravel(k, (None, kh, kw))
+        return total + product(i, j, pl.multiple_of(c * chunk, chunk))
+
+    return jax.lax.fori_loop(jnp.int32(0), jnp.int32(kh * kw * (c_pad // chunk)), step, total)
 
 
 def _kernel(x_ref, w_ref, o_ref, *, window, stride, dilation, t, precision, acc):
-    (kh, kw), (sh, sw), (dh, dw) = window, stride, dilation
+    (sh, sw), (dh, dw) = stride, dilation
     rows, cols, chunk = t["rows"], t["cols"], t["chunk"]
     h0 = pl.program_id(1) * rows * sh
     w0 = pl.program_id(2) * cols * sw
 
-    def body(c, total):
-        for i in range(kh):
-            for j in range(kw):
-                xs = x_ref[pl.ds(h0 + i * dh, rows, sh), pl.ds(w0 + j * dw, cols, sw),
-                           pl.ds(c, chunk)]
-                total += jnp.dot(xs.reshape(rows * cols, chunk), w_ref[i, j, pl.ds(c, chunk), :],
-                                 precision=precision, preferred_element_type=acc)
-        return total
+    def product(i, j, c):
+        xs = x_ref[pl.ds(h0 + i * dh, rows, sh), pl.ds(w0 + j * dw, cols, sw), pl.ds(c, chunk)]
+        return jnp.dot(xs.reshape(rows * cols, chunk), w_ref[i, j, pl.ds(c, chunk), :],
+                       precision=precision, preferred_element_type=acc)
 
-    total = _chunks(x_ref.shape[-1], chunk, body, jnp.zeros((rows * cols, t["out"]), acc))
+    total = _offsets_and_chunks(window, x_ref.shape[-1], chunk, product,
+                                jnp.zeros((rows * cols, t["out"]), acc))
     o_ref[...] = total.reshape(rows, cols, t["out"]).astype(o_ref.dtype)
 
 
 def _flat_kernel(x_ref, w_ref, o_ref, *, window, dilation, width, t, precision, acc):
     """Stride 1 on the flattened image: offset ``(i, j)`` of output row ``m`` is
     input row ``m + i·d_h·Wp + j·d_w`` — every load one contiguous block."""
-    (kh, kw), (dh, dw) = window, dilation
+    dh, dw = dilation
     m, chunk = t["positions"], t["chunk"]
     m0 = pl.multiple_of(pl.program_id(1) * m, m)
 
-    def body(c, total):
-        for i in range(kh):
-            for j in range(kw):
-                xs = x_ref[pl.ds(m0 + i * dh * width + j * dw, m), pl.ds(c, chunk)]
-                total += jnp.dot(xs, w_ref[i, j, pl.ds(c, chunk), :], precision=precision,
-                                 preferred_element_type=acc)
-        return total
+    def product(i, j, c):
+        xs = x_ref[pl.ds(m0 + i * dh * width + j * dw, m), pl.ds(c, chunk)]
+        return jnp.dot(xs, w_ref[i, j, pl.ds(c, chunk), :], precision=precision,
+                       preferred_element_type=acc)
 
-    total = _chunks(x_ref.shape[-1], chunk, body, jnp.zeros((m, t["out"]), acc))
+    total = _offsets_and_chunks(window, x_ref.shape[-1], chunk, product,
+                                jnp.zeros((m, t["out"]), acc))
     o_ref[...] = total.astype(o_ref.dtype)
 
 

@@ -16,8 +16,9 @@ Groups run as one kernel call per group; depthwise layers run the depthwise
 kernel (:mod:`jcnn.conv_pallas_depthwise`).
 
 Like the forward kernel (:mod:`jcnn.conv_pallas`) it compiles through Triton on
-a GPU, runs in interpret mode elsewhere, and the plan never picks it on its
-own: ``plan=ConvPlan(..., weight_grad="pallas")`` forces it.
+a GPU, runs in interpret mode elsewhere.  The plan never picks it on its own:
+on an H200 it lost to dW per offset on every layer timed (BENCHMARKS.md);
+``plan=ConvPlan(..., weight_grad="pallas")`` forces it.
 """
 
 from __future__ import annotations

@@ -40,9 +40,16 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
   the depthwise one; dW per offset (``"offsets"``) beat the gathered GEMM on
   every 3×3 layer.  Arrangements not yet measured on a GPU (the stacked
   ``"depthwise"`` dW; ``"fullconv"`` dX for bf16, whose patch matrix would be
-  half of scatter's f32 products) stay off until a measured table says they win;
-  so do the ``"pallas"`` kernels (forward, dX by stride phase, dW, depthwise),
-  which have been tested in interpret mode but not yet timed on a GPU.
+  half of scatter's f32 products) stay off until a measured table says they win.
+  The fused ``"pallas"`` kernels (CUDA only: they compile through Triton) run
+  the forward and dX of f32 stride-1 3×3 layers that contract one whole chunk
+  of 32–64 channels into at most 64 (``PALLAS_CHANNELS``): on 56²×64 the H200
+  sweep timed the forward 1.5× faster than the best XLA arrangement
+  (``"shift"``) and dX 1.2× faster (``"scatter"``), with no patch matrix.  They
+  lost everywhere else they were timed (the 7×7/2 stem, 1×1, depthwise, and dW
+  on every layer) or were not yet timed (bf16, layers over 64 channels since
+  the one-loop form that fits their shared memory), so the XLA arrangements
+  keep those.
 * **TPU** (and any other platform) — the GPU policy; it has not been measured
   on a TPU.
 """
@@ -50,7 +57,7 @@ The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +82,7 @@ CPU_BLOCK_ELEMENTS = 7 << 18  # one CPU block's patch matrix (7 MiB of f32)
 CPU_SCAN_ELEMENTS = 1 << 22  # one example's patch matrix beyond which a CPU loops per offset
 CPU_DEPTHWISE_ELEMENTS = 1 << 17  # one CPU block's per-offset depthwise products (0.5 MiB)
 GPU_BLOCK_BYTES = 1 << 30  # one accelerator block's patch or product matrix
+PALLAS_CHANNELS = (32, 64)  # contracted channels where CUDA runs the Pallas forward/dX
 
 
 @dataclass(frozen=True)
@@ -160,7 +168,28 @@ def _accelerator(geo: Geometry, dtype) -> ConvPlan:
     return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
 
 
-_POLICIES = {"cpu": _cpu, "cuda": _accelerator, "rocm": _accelerator, "tpu": _accelerator}
+def _pallas_measured(geo: Geometry, dtype, contracted: int, produced: int) -> bool:
+    """Inside the region where the H200 sweep timed the fused Pallas kernel
+    faster than every XLA arrangement: f32, a 3×3 window at stride and dilation 1,
+    no groups, one whole chunk of contracted channels, at most one tile of
+    produced channels (:data:`PALLAS_CHANNELS`)."""
+    lo, hi = PALLAS_CHANNELS
+    return (dtype == jnp.float32 and geo.window == (3, 3) and geo.stride == (1, 1)
+            and geo.dilation == (1, 1) and geo.groups == 1 and lo <= contracted <= hi
+            and produced <= hi)
+
+
+def _cuda(geo: Geometry, dtype) -> ConvPlan:
+    """The accelerator policy, with the fused Pallas forward and dX where they were
+    measured to win (the forward contracts C_in into C_out, dX the reverse)."""
+    p = _accelerator(geo, dtype)
+    c_in = geo.x_shape[-1]
+    forward = "pallas" if _pallas_measured(geo, dtype, c_in, geo.c_out) else p.forward
+    input_grad = "pallas" if _pallas_measured(geo, dtype, geo.c_out, c_in) else p.input_grad
+    return replace(p, forward=forward, input_grad=input_grad)
+
+
+_POLICIES = {"cpu": _cpu, "cuda": _cuda, "rocm": _accelerator, "tpu": _accelerator}
 
 
 def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
@@ -168,7 +197,9 @@ def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
 
     >>> from jcnn.conv_plan import Geometry, plan
     >>> geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-    >>> plan(geo, "float32", "cuda")      # the whole batch in one GEMM
+    >>> plan(geo, "float32", "cuda")      # the fused Pallas kernels, dW per offset
+    ConvPlan(forward='pallas', input_grad='pallas', weight_grad='offsets', block=0)
+    >>> plan(geo, "float32", "tpu")       # the whole batch in one GEMM
     ConvPlan(forward='gather', input_grad='scatter', weight_grad='offsets', block=0)
     >>> plan(geo, "float32", "cpu").block  # one example's patch matrix: 6.9 MiB
     1

@@ -187,13 +187,49 @@ def test_tiles_are_powers_of_two_and_big_enough_for_triton():
         assert t["rows"] * t["cols"] >= 16 and t["out"] >= 16 and t["chunk"] >= 16
 
 
-def test_the_plan_never_picks_it_and_three_dims_are_refused():
-    for platform in conv_plan.PLATFORMS:
-        geo = Geometry((8, 28, 28, 16), (3, 3, 16, 32), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-        assert conv_plan.plan(geo, jnp.float32, platform).forward != "pallas"
+@pytest.mark.parametrize("x_shape,w_shape,stride,groups,dtype,platform,picked", [
+    ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "cuda", ("pallas", "pallas")),
+    ((8, 28, 28, 32), (3, 3, 32, 48), 1, 1, jnp.float32, "cuda", ("pallas", "pallas")),
+    ((8, 28, 28, 16), (3, 3, 16, 32), 1, 1, jnp.float32, "cuda", ("gather", "pallas")),
+    ((8, 28, 28, 64), (3, 3, 64, 128), 1, 1, jnp.float32, "cuda", ("gather", "scatter")),
+    ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.bfloat16, "cuda", ("gather", "scatter")),
+    ((64, 56, 56, 64), (3, 3, 64, 64), 2, 1, jnp.float32, "cuda", ("gather", "scatter")),
+    ((64, 56, 56, 64), (5, 5, 64, 64), 1, 1, jnp.float32, "cuda", ("gather", "scatter")),
+    ((64, 56, 56, 64), (3, 3, 32, 64), 1, 2, jnp.float32, "cuda", ("gather", "scatter")),
+    ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "rocm", ("gather", "scatter")),
+    ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "tpu", ("gather", "scatter")),
+    ((16, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "cpu", ("gather", "scatter")),
+])
+def test_the_plan_picks_it_only_where_it_was_measured_to_win(x_shape, w_shape, stride, groups,
+                                                              dtype, platform, picked):
+    """CUDA, f32, 3×3 at stride 1, no groups: the forward when it contracts 32–64
+    input channels into at most 64, dX when it contracts 32–64 output channels
+    into at most 64 input channels; nowhere else."""
+    geo = Geometry(x_shape, w_shape, (stride,) * 2, ((1, 1),) * 2, (1, 1), groups)
+    got = conv_plan.plan(geo, dtype, platform)
+    assert (got.forward, got.input_grad) == picked
+    assert got.weight_grad != "pallas"
+
+
+def test_three_dims_are_refused():
     assert "pallas" in FORWARD
     with pytest.raises(ValueError, match="conv: the 'pallas' forward takes 1-D and 2-D"):
         jcnn.conv(jnp.ones((1, 4, 4, 4, 1)), jnp.ones((2, 2, 2, 1, 1)), plan=PALLAS)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channels_over_one_chunk_loop_over_offsets_and_chunks(stride):
+    """80 input and 72 output channels: two input-channel chunks (the one-loop form of
+    the kernel) and two output-channel tiles, against lax; forward and dX (dX
+    contracts the 72 channels), at stride 1 (flattened image) and 2 (strided tiles)."""
+    rng = np.random.default_rng(stride)
+    x, w = rng.standard_normal((1, 7, 6, 80)), rng.standard_normal((3, 3, 80, 72))
+    kw = dict(stride=stride, padding=((1, 0), (1, 1)))
+    y, vjp = jax.vjp(lambda x, w: lax_conv(x, w, **kw), x, w)
+    ct = rng.standard_normal(y.shape)
+    got, got_vjp = jax.vjp(lambda x, w: jcnn.conv(x, w, plan=PALLAS, **kw), x, w)
+    np.testing.assert_allclose(got, y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got_vjp(ct)[0], vjp(ct)[0], rtol=1e-10, atol=1e-10)
 
 
 def test_forced_plan_lowers_the_kernel_for_cuda_and_interprets_on_cpu():

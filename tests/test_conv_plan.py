@@ -29,6 +29,7 @@ LENET1 = _geo((16, 28, 28, 1), (5, 5, 1, 32), pad=2)
 LENET2 = _geo((16, 14, 14, 32), (5, 5, 32, 64), pad=2)  # 0.6 MiB of patches per example
 CPU_SUITE = _geo((16, 32, 32, 64), (3, 3, 64, 64))
 HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 604 MB
+WIDE = _geo((64, 56, 56, 64), (3, 3, 64, 128))  # 128 output channels
 
 
 @pytest.mark.parametrize("geo,platform,want", [
@@ -41,12 +42,15 @@ HUGE = _geo((2, 512, 512, 64), (3, 3, 64, 64))  # one example's patch matrix: 60
     (DEPTHWISE, "cpu", ConvPlan("depthwise", "fullconv", "depthwise", 1)),
     (LENET1, "cpu", ConvPlan("offsets", "scatter", "gather", 0)),
     (HUGE, "cpu", ConvPlan("scan", "fullconv", "scan", 1)),
-    # GPU/TPU: the whole batch in one block unless the memory budget demands blocks
-    (CPU_SUITE, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
-    (RESNET, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
+    # GPU/TPU: the whole batch in one block unless the memory budget demands blocks;
+    # CUDA runs f32 stride-1 3×3 layers of 32–64 → ≤ 64 channels on the Pallas kernels
+    (CPU_SUITE, "cuda", ConvPlan("pallas", "pallas", "offsets", 0)),
+    (RESNET, "cuda", ConvPlan("pallas", "pallas", "offsets", 0)),
+    (WIDE, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
     (STRIDED, "cuda", ConvPlan("gather", "scatter", "offsets", 0)),
     (DEPTHWISE, "cuda", ConvPlan("depthwise", "fullconv", "offsets", 0)),
-    (HUGE, "cuda", ConvPlan("gather", "scatter", "offsets", 1)),
+    (HUGE, "cuda", ConvPlan("pallas", "pallas", "offsets", 1)),
+    (HUGE, "rocm", ConvPlan("gather", "scatter", "offsets", 1)),
     (RESNET, "tpu", ConvPlan("gather", "scatter", "offsets", 0)),
 ])
 def test_plan_pins(geo, platform, want):
@@ -58,7 +62,9 @@ def test_plan_pins(geo, platform, want):
 
 def test_plan_groups_platforms_and_rejects_unknown():
     plans = conv_plan.plans_for(RESNET, jnp.float32)
-    assert [ps for ps, _ in plans] == [("cpu",), ("cuda", "rocm", "tpu")]
+    assert [ps for ps, _ in plans] == [("cpu",), ("cuda",), ("rocm", "tpu")]
+    assert [ps for ps, _ in conv_plan.plans_for(WIDE, jnp.float32)] == [
+        ("cpu",), ("cuda", "rocm", "tpu")]
     assert len(conv_plan.plans_for(LENET1, jnp.float32, ("cuda", "tpu"))) == 1
     with pytest.raises(ValueError, match="unknown platform 'metal'"):
         conv_plan.plan(RESNET, jnp.float32, "metal")
@@ -77,11 +83,11 @@ def _fwd_bwd(**kw):
 
 def test_lowering_picks_the_platform_plan():
     """The plan is chosen where the program is lowered (``platform_dependent``), not
-    from the process's backend: lowered here for a GPU the 56²×64 layer runs in one
-    whole-batch block (no loop), for a CPU in batch blocks (a while loop)."""
-    x = jax.ShapeDtypeStruct(RESNET.x_shape, jnp.float32)
-    w = jax.ShapeDtypeStruct(RESNET.w_shape, jnp.float32)
-    ct = jax.ShapeDtypeStruct((64, 56, 56, 64), jnp.float32)
+    from the process's backend: lowered here for a GPU the 56²×64 → 128 layer runs in
+    one whole-batch block (no loop), for a CPU in batch blocks (a while loop)."""
+    x = jax.ShapeDtypeStruct(WIDE.x_shape, jnp.float32)
+    w = jax.ShapeDtypeStruct(WIDE.w_shape, jnp.float32)
+    ct = jax.ShapeDtypeStruct((64, 56, 56, 128), jnp.float32)
     fn = _fwd_bwd(padding="SAME")
     gpu, cpu = _lowered(fn, (x, w, ct), "cuda"), _lowered(fn, (x, w, ct), "cpu")
     assert "stablehlo.while" not in gpu
