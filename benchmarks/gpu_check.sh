@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # The GPU check, one script (H100/H200, jax with CUDA, torch optional):
-#   OUT=out bash benchmarks/gpu_check.sh [sweep] [suite] [tests]
-# Runs the arrangement sweep (what conv_plan's GPU policy rests on), the GPU
-# benchmark suite (writes the GPU section of $OUT/BENCHMARKS.md) and the whole
-# test suite, each under its own time limit, logs in $OUT.
+#   OUT=out bash benchmarks/gpu_check.sh [pallas-check] [sweep] [sweep-bf16] [suite]
+#                                        [pallas-tune] [tests]
+# Runs the compiled Pallas kernels against lax, the arrangement sweep (what
+# conv_plan's GPU policy rests on), the GPU benchmark suite (writes the GPU
+# section of $OUT/BENCHMARKS.md), the Pallas tile tuning and the whole test
+# suite, each under its own time limit, logs in $OUT.
 set -u
 export PYTHONPATH="$PWD" XLA_PYTHON_CLIENT_PREALLOCATE=false
 OUT="${OUT:-out}"; mkdir -p "$OUT"
-steps="${*:-sweep suite tests}"
+steps="${*:-pallas-check sweep suite tests}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 python -c "import jax; print(jax.__version__, jax.devices())" >> "$OUT/gpu.txt" 2>&1
 for step in $steps; do
   start=$(date +%s)
   case "$step" in
+    pallas-check) timeout "${CHECK_S:-90}" python -m benchmarks.pallas_gpu check \
+             > "$OUT/pallas_check.log" 2>&1 ;;
+    pallas-tune) timeout "${TUNE_S:-300}" python -m benchmarks.pallas_gpu tune \
+             --deadline "$(( ${TUNE_S:-300} - 60 ))" --json "$OUT/tune.json" \
+             > "$OUT/pallas_tune.log" 2>&1 ;;
     sweep) timeout "${SWEEP_S:-150}" python -m benchmarks.arrangements --suite gpu \
              --json "$OUT/arrangements.json" > "$OUT/sweep.log" 2>&1 ;;
     sweep-bf16) timeout "${SWEEP_S:-120}" python -m benchmarks.arrangements --suite gpu \
