@@ -95,6 +95,21 @@ def test_lowering_picks_the_platform_plan():
     # the GPU forward is one GEMM over the whole batch's patch matrix
     assert re.search(r"dot_general.*tensor<64x56x56x576xf32>", gpu)
     assert not re.search(r"dot_general.*tensor<64x56x56x576xf32>", cpu)
+    assert "triton" not in gpu
+
+
+def test_cuda_lowers_the_pallas_kernels_for_the_measured_layer():
+    """56²×64 → 64 in f32: forward and dX are Triton kernels, no patch-matrix GEMM;
+    for a TPU the same program keeps the gathered GEMM."""
+    x = jax.ShapeDtypeStruct(RESNET.x_shape, jnp.float32)
+    w = jax.ShapeDtypeStruct(RESNET.w_shape, jnp.float32)
+    fn = _fwd_bwd(padding="SAME")
+    cuda, tpu = (_lowered(fn, (x, w, x), p) for p in ("cuda", "tpu"))
+    # forward and dX (stride 1: one phase), both the flattened stride-1 kernel
+    assert cuda.count("custom_call @__gpu$xla.gpu.triton") == 2
+    assert "jcnn_conv_forward_flat" in cuda
+    assert not re.search(r"dot_general.*tensor<64x56x56x576xf32>", cuda)
+    assert "triton" not in tpu and re.search(r"dot_general.*tensor<64x56x56x576xf32>", tpu)
 
 
 def test_platform_dependent_runs_the_cpu_branch_here():
