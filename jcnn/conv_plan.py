@@ -83,6 +83,7 @@ CPU_SCAN_ELEMENTS = 1 << 22  # one example's patch matrix beyond which a CPU loo
 CPU_DEPTHWISE_ELEMENTS = 1 << 17  # one CPU block's per-offset depthwise products (0.5 MiB)
 GPU_BLOCK_BYTES = 1 << 30  # one accelerator block's patch or product matrix
 PALLAS_CHANNELS = (32, 64)  # contracted channels where CUDA runs the Pallas forward/dX
+PALLAS_ELEMENTS = 1 << 30  # and only below this many input or output elements
 
 
 @dataclass(frozen=True)
@@ -172,11 +173,13 @@ def _pallas_measured(geo: Geometry, dtype, contracted: int, produced: int) -> bo
     """Inside the region where the H200 sweep timed the fused Pallas kernel
     faster than every XLA arrangement: f32, a 3×3 window at stride and dilation 1,
     no groups, one whole chunk of contracted channels, at most one tile of
-    produced channels (:data:`PALLAS_CHANNELS`)."""
+    produced channels (:data:`PALLAS_CHANNELS`), and input and output under
+    :data:`PALLAS_ELEMENTS` (the kernels index in 32 bits)."""
     lo, hi = PALLAS_CHANNELS
     return (dtype == jnp.float32 and geo.window == (3, 3) and geo.stride == (1, 1)
             and geo.dilation == (1, 1) and geo.groups == 1 and lo <= contracted <= hi
-            and produced <= hi)
+            and produced <= hi and max(math.prod(geo.x_shape), geo.x_shape[0]
+                                       * math.prod(geo.out_shape) * geo.c_out) < PALLAS_ELEMENTS)
 
 
 def _cuda(geo: Geometry, dtype) -> ConvPlan:

@@ -197,6 +197,7 @@ def test_tiles_are_powers_of_two_and_big_enough_for_triton():
     ((64, 56, 56, 64), (5, 5, 64, 64), 1, 1, jnp.float32, "cuda", ("gather", "scatter")),
     ((64, 56, 56, 64), (3, 3, 32, 64), 1, 2, jnp.float32, "cuda", ("gather", "scatter")),
     ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "rocm", ("gather", "scatter")),
+    ((1024, 128, 128, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "cuda", ("gather", "scatter")),
     ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "tpu", ("gather", "scatter")),
     ((16, 56, 56, 64), (3, 3, 64, 64), 1, 1, jnp.float32, "cpu", ("gather", "scatter")),
 ])
