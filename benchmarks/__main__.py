@@ -35,7 +35,7 @@ import numpy as np
 
 import jcnn
 from jcnn import conv_plan, convolution
-from jcnn.conv_arrangements import Geometry
+from jcnn.conv_geometry import Geometry
 
 from .gpu import compile_stats as _compile
 from .gpu import train_step
@@ -180,8 +180,7 @@ def bench_conv(shape, repeats):
     kw = dict(stride=shape.stride, padding=shape.padding, groups=shape.groups)
     nd = len(shape.x) - 2
     stride = (shape.stride,) * nd
-    pads = jcnn.padding_pairs(shape.padding, shape.x[1:-1], shape.w[:-2], stride, (1,) * nd,
-                              "bench")
+    pads = jcnn.padding_pairs(shape.padding, shape.x[1:-1], shape.w[:-2], stride)
 
     geo = Geometry(shape.x, shape.w, stride, tuple(pads), (1,) * nd, shape.groups)
     forwards = {

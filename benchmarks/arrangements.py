@@ -21,7 +21,7 @@ import numpy as np
 
 from jcnn import conv_arrangements as arr
 from jcnn import conv_plan
-from jcnn.conv_arrangements import Geometry
+from jcnn.conv_geometry import Geometry
 from jcnn.padding import ntuple, padding_pairs
 
 from .gpu import LAYERS, QUICK_LAYERS, time_alternated
@@ -43,7 +43,7 @@ def sweep(layers, dtype, platform, blocks=False, rounds=10):
         w = jnp.asarray(rng.standard_normal(w_shape) * 0.05, jdt)
         nd = len(x_shape) - 2
         st = ntuple(stride, nd, "stride", "bench")
-        pads = tuple(padding_pairs("SAME", x_shape[1:-1], w_shape[:-2], st, (1,) * nd, "b"))
+        pads = tuple(padding_pairs("SAME", x_shape[1:-1], w_shape[:-2], st))
         geo = Geometry(tuple(x_shape), tuple(w_shape), st, pads, (1,) * nd, groups)
         g = jnp.asarray(rng.standard_normal((x_shape[0], *geo.out_shape, w_shape[-1])), jdt)
         chosen = conv_plan.plan(geo, jdt, platform)

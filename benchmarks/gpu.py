@@ -26,7 +26,7 @@ import numpy as np
 
 import jcnn
 from jcnn import conv_plan, nn
-from jcnn.conv_arrangements import Geometry
+from jcnn.conv_geometry import Geometry
 from jcnn.padding import ntuple, padding_pairs
 
 from .lax_twin import lax_conv, lax_twin
@@ -145,7 +145,7 @@ def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds, pallas=Fa
     w = jnp.asarray(rng.standard_normal(w_shape) * 0.05, jdt)
     nd = len(x_shape) - 2
     stride_t = ntuple(stride, nd, "stride", "bench")
-    pads = padding_pairs("SAME", x_shape[1:-1], w_shape[:-2], stride_t, (1,) * nd, "bench")
+    pads = padding_pairs("SAME", x_shape[1:-1], w_shape[:-2], stride_t)
     kw = dict(stride=stride, padding=pads, groups=groups)
     fwds = {"jcnn": lambda x, w: jcnn.conv(x, w, **kw),
             "lax": lambda x, w: lax_conv(x, w, **kw)}
@@ -161,7 +161,7 @@ def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds, pallas=Fa
         return run
 
     geo = Geometry(x_shape, w_shape, stride_t, tuple(pads), (1,) * nd, groups)
-    row = {"name": name, "dtype": dtype, "gflop": conv_plan.flops(geo) / 1e9,
+    row = {"name": name, "dtype": dtype, "gflop": geo.flops / 1e9,
            "io_bytes": (math.prod(x_shape) + math.prod(y_shape)) * jdt.itemsize,
            "plan": conv_plan.describe(((("cuda",), conv_plan.plan(geo, jdt, "cuda")),))}
     fc, fbc = {}, {}

@@ -6,8 +6,10 @@ as pure jit-compatible functions with hand-written backward passes.
 Channels-last everywhere: inputs ``(N, *spatial, C)``, kernels
 ``(*window, C_in // groups, C_out)``.
 
-The submodules ``nn``, ``training``, ``data``, ``checkpoint``, ``viz``,
-``conv_plan`` (and the rest) load on first access: ``jcnn.training.fit``.
+The operations (``jcnn.conv``, ``jcnn.max_pool`` …) and the modules they are
+built from load with ``import jcnn``; the user-facing submodules that need
+more — ``nn``, ``training``, ``data``, ``checkpoint``, ``viz`` — load on first
+access (``jcnn.training.fit``).
 """
 
 import importlib as _importlib
@@ -25,7 +27,7 @@ from .convolution import conv as conv
 from .convolution import conv1d as conv1d
 from .convolution import conv2d as conv2d
 from .convolution import conv3d as conv3d
-from .convolution import conv_transpose as conv_transpose
+from .transposed_conv import conv_transpose as conv_transpose
 from .convolution import convolve2d as convolve2d
 from .convolution import rot180 as rot180
 from .linear import dense as dense
@@ -108,9 +110,11 @@ __all__ = [
 ]
 
 _SUBMODULES = ("activations", "adaptive_pooling", "augment", "checkpoint", "combinators",
-               "conv_arrangements", "conv_plan", "convolution", "data", "layer", "linear",
-               "losses", "nn", "normalization", "padding", "pooling", "summary", "training",
-               "unpooling", "viz", "window")
+               "conv_arrangements", "conv_backward", "conv_forward", "conv_geometry",
+               "conv_pallas", "conv_pallas_depthwise", "conv_pallas_dgrad", "conv_pallas_wgrad",
+               "conv_phases", "conv_plan", "conv_policy_table", "convolution", "data", "layer",
+               "linear", "losses", "nn", "normalization", "padding", "pooling", "summary",
+               "training", "transposed_conv", "unpooling", "viz", "window")
 
 
 def __getattr__(name):

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import acc_dtype, as_float_array
+from ._pool_windows import spatial_dims
 from .padding import ntuple
-from .pooling import spatial_dims
 
 __all__ = ["adaptive_avg_pool", "adaptive_max_pool"]
 

@@ -3,7 +3,7 @@ article's full convolution without multiplying the inserted zeros.
 
 From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
 (§9).  ``dX`` is the full convolution of the stride-dilated cotangent with
-rot180(W) (:func:`jcnn.conv_arrangements.input_grad_fullconv` computes it that
+rot180(W) (the ``"fullconv"`` arrangement computes it that
 way, ``s − 1`` zeros between the cotangent's values).  Per spatial dim, the
 padded input rows ``r = a + s·t`` of one *phase* ``a`` (``0 ≤ a < s``) are
 reached only by the kernel offsets ``k`` with ``k·d ≡ a (mod s)``, each from
@@ -13,8 +13,7 @@ cotangent row ``q = t − (k·d − a)/s``::
 
 — for each phase a stride-1 correlation of the (padded) cotangent with the
 phase's sub-kernel of rot180(W), dilated by ``d / gcd(d, s)``.  Every phase
-runs through :func:`jcnn.conv` (planned like any convolution, or with a forced
-forward arrangement — the Pallas kernel); the phases are interleaved back and
+runs through the planned convolution the registry passes in; the phases are interleaved back and
 the forward's padding cropped.  Stride 1 is one phase: exactly the full
 convolution.
 """
@@ -26,7 +25,9 @@ import math
 
 import jax.numpy as jnp
 
-__all__ = ["input_grad_pallas", "input_grad_phases", "phase_taps"]
+from .conv_geometry import rot180
+
+__all__ = ["input_grad_phases", "phase_taps"]
 
 
 def phase_taps(f: int, s: int, d: int, a: int) -> list[int]:
@@ -65,22 +66,18 @@ def _dim_plan(n, f, s, lo, hi, d, m):
     return plans
 
 
-def input_grad_phases(g, w, geo, *, block, precision, platforms, forward=None):
-    """dX by stride phase (module docstring).  ``forward`` forces the forward
-    arrangement of the phases' convolutions (``"pallas"``); by default each is
-    planned for ``platforms`` like any convolution."""
-    # conv (and the registry of arrangements) is built on this one
-    from .conv_arrangements import rot180
-    from .conv_plan import ConvPlan
-    from .convolution import conv_planned
-
+def input_grad_phases(g, w, geo, *, block, precision, platforms, conv=None):
+    """dX by stride phase (module docstring): each phase's stride-1 correlation
+    through ``conv``, the planned convolution the registry passes in."""
+    if conv is None:
+        raise ValueError("conv: the 'phases' input gradient needs the planned convolution "
+                         "(conv=) to run each phase through")
     nd = len(geo.window)
     n_batch, c_in = g.shape[0], geo.groups * geo.cig
     dims = [_dim_plan(n, f, s, lo, hi, d, m) for n, f, s, (lo, hi), d, m in
             zip(geo.in_sizes, geo.window, geo.stride, geo.pads, geo.dilation, geo.out_shape)]
     wt = rot180(w, geo.groups)  # (*window, C_out/G, C_in): flipped, channels swapped
-    n_pad = [n + lo + hi for n, (lo, hi) in zip(geo.in_sizes, geo.pads)]
-    plan = None if forward is None else ConvPlan(forward, "scatter", "offsets")
+    n_pad = list(geo.padded)
     out_dtype = jnp.result_type(g.dtype, w.dtype)
     dx = jnp.zeros((n_batch, *n_pad, c_in), out_dtype)
     for phase in itertools.product(*dims):
@@ -98,16 +95,10 @@ def input_grad_phases(g, w, geo, *, block, precision, platforms, forward=None):
                             else 1)
                       for f, (_, _, taps, *_) in zip(geo.window, phase))
         sub = wt[index]
-        h = conv_planned(gp, sub, None, (1,) * nd, ((0, 0),) * nd,
-                         tuple(de for *_, de in phase), geo.groups, precision, platforms,
-                         plan=plan)
+        h = conv(gp, sub, (1,) * nd, ((0, 0),) * nd, tuple(de for *_, de in phase),
+                 geo.groups, precision=precision, platforms=platforms)
         where = (slice(None), *(slice(a, None, s) for (a, *_), s in zip(phase, geo.stride)))
         dx = dx.at[where].set(h.astype(out_dtype))
     crop = (slice(None), *(slice(lo, lo + n) for n, (lo, _) in zip(geo.in_sizes, geo.pads)))
     return dx[crop]
 
-
-def input_grad_pallas(g, w, geo, *, block, precision, platforms):
-    """:func:`input_grad_phases` with every phase on the fused Pallas forward kernel."""
-    return input_grad_phases(g, w, geo, block=block, precision=precision, platforms=platforms,
-                             forward="pallas")

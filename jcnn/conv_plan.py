@@ -1,57 +1,41 @@
 """Which arrangement of the windowed sums runs where: one plan per platform.
 
-:mod:`jcnn.conv_arrangements` holds the arrangements (forward, dX, dW), each
-computing exactly the article's sums; this module is the only place that picks
-one.  :func:`plan` maps a layer's geometry, dtype and platform to a
-:class:`ConvPlan` — a frozen, hashable value that the ``custom_vjp`` receives
-statically — and :func:`dispatch` stages the per-platform choice with
-``jax.lax.platform_dependent``, so the program picks its plan where it is
-lowered (right under ``jit``, AOT lowering for another platform, and export),
-not from the default backend of the Python process.
+:mod:`jcnn.conv_arrangements` registers the arrangements (forward, dX, dW),
+each computing exactly the article's sums; this module is the only place that
+picks one.  :func:`plan` maps a layer's :class:`~jcnn.conv_geometry.Geometry`,
+dtype and platform to a :class:`ConvPlan` — a frozen, hashable value that the
+``custom_vjp`` receives statically — and :func:`dispatch` stages the
+per-platform choice with ``jax.lax.platform_dependent``, so the program picks
+its plan where it is lowered (right under ``jit``, AOT lowering for another
+platform, and export), not from the default backend of the Python process.
 
-The policies, and why (measurements in BENCHMARKS.md; ``python -m benchmarks
-.arrangements`` re-measures them):
+The thresholds and per-part choices are data: ``jcnn/conv_policy_table.py``,
+generated from the measurements in ``benchmarks/measured/`` by ``python -m
+benchmarks.arrangements --write-policy`` (numbers in BENCHMARKS.md).  Why the
+policies have the shape they have:
 
-* **CPU** — a patch matrix that stays in cache.  ``"gather"`` in batch blocks
-  whose patch matrix holds at most ``CPU_BLOCK_ELEMENTS`` (7 MiB of f32): one
-  long contraction keeps the GEMM busy while the block stays in cache.  On the
-  CPU suite's layers (batch 16; forward + dX + dW of the plan's arrangements per
-  block size, ``python -m benchmarks.arrangements --blocks``) the best block
-  held 4.5–6.8 MiB: two examples of 32²×64 3×3 (13.7 ms; one example 15.4,
-  four 15.3, the whole batch 65), two of the 16³×8 3-D layer (3.0 ms; the whole
-  batch 5.0), eight of the 5×5, 7×7/2 and 3×3/2 layers (1.04–1.14× faster than
-  the whole batch); a small layer whose whole batch fits runs in one block.
-  ``"scan"`` (one offset per loop step) when a single example's patch matrix
-  is over ``CPU_SCAN_ELEMENTS`` (16 MiB); ``"offsets"`` for one input channel
-  (K outer products XLA fuses into one multiply-add loop); ``"depthwise"`` for
-  one channel per group, forward and dW (all offsets' dW sums in one variadic
-  reduction: 1.6× faster than one pass per offset), its dW products in blocks of
-  at most ``CPU_DEPTHWISE_ELEMENTS`` per offset (0.5 MiB: 1.13 ms, against
-  1.40 for 1 MiB and 1.66 for the whole batch).  dX: ``"scatter"`` (no product
-  with an inserted zero) except stride-1 layers that are depthwise or over the
-  scan limit, where the full convolution through conv itself is cheaper.
-* **GPU** — whole-batch GEMMs: a GPU needs the long ``M`` dimension to fill its
-  SMs, and batch blocks serialise small GEMMs (the whole batch in one block
-  took the ResNet-50 layers' geometric mean from 4.6× cuDNN's time to 1.6×).
-  Blocks only when one block's patch or product matrix would pass
-  ``GPU_BLOCK_BYTES``.  Per part, from the H200 sweep in BENCHMARKS.md: the
-  gathered forward won every layer but one (``"shift"`` by 8 % on 56²×64);
-  ``"scatter"`` dX won every strided and non-depthwise layer, ``"fullconv"``
-  the depthwise one; dW per offset (``"offsets"``) beat the gathered GEMM on
-  every 3×3 layer.  Arrangements not yet measured on a GPU (the stacked
-  ``"depthwise"`` dW; ``"fullconv"`` dX for bf16, whose patch matrix would be
-  half of scatter's f32 products) stay off until a measured table says they win.
-  The fused ``"pallas"`` kernels (CUDA only: they compile through Triton) run
-  the forward and dX of f32 stride-1 3×3 layers that contract one whole chunk
-  of 32–64 channels into at most 64 (``PALLAS_CHANNELS``): on 56²×64 the H200
-  sweep timed the forward 1.5× faster than the best XLA arrangement
-  (``"shift"``) and dX 1.2× faster (``"scatter"``), with no patch matrix.  They
-  lost everywhere else they were timed (the 7×7/2 stem, 1×1, depthwise, and dW
-  on every layer) or were not yet timed (bf16, layers over 64 channels since
-  the one-loop form that fits their shared memory), so the XLA arrangements
-  keep those.
-* **TPU** (and any other platform) — the GPU policy; it has not been measured
-  on a TPU.
+* **CPU** — a patch matrix that stays in cache: ``"gather"`` (one long
+  contraction keeps the GEMM busy) in batch blocks whose patch matrix holds at
+  most ``block_elements``; a small layer whose whole batch fits runs in one
+  block.  ``"scan"`` (one offset per loop step) when one example's patch matrix
+  is over ``scan_elements``; ``"offsets"`` for one input channel (K outer
+  products XLA fuses into one multiply-add loop); ``"depthwise"`` for one
+  channel per group, its dW products in blocks of ``depthwise_elements`` per
+  offset.  dX: ``"scatter"`` (no product with an inserted zero) except stride-1
+  layers that are depthwise or over the scan limit, where the full convolution
+  through conv itself is cheaper.
+* **Accelerators** — whole-batch GEMMs: a GPU needs the long ``M`` dimension
+  to fill its SMs, and batch blocks serialise small GEMMs; blocks only when one
+  block's patch or product matrix would pass ``block_bytes``.  Per part and
+  layer class, the arrangement that won the measured layers.
+* **CUDA** — the accelerator policy, with the fused Pallas kernels where they
+  beat every XLA arrangement on the measured layers (``pallas``: per part, the
+  cases and channel ranges), only for static shapes whose arrays stay under
+  ``pallas_elements`` (the kernels index in 32 bits).  ROCm and TPU keep the
+  accelerator policy: the kernels were not measured there.
+
+Symbolic sizes (``jax.export`` shape polymorphism) get the whole batch in one
+block and no kernel: a block size or a Pallas grid needs static sizes.
 """
 
 from __future__ import annotations
@@ -63,27 +47,13 @@ import jax
 import jax.numpy as jnp
 
 from . import conv_arrangements as arr
-from .conv_arrangements import Geometry
+from .conv_geometry import Geometry
+from .conv_policy_table import POLICY
 
-__all__ = [
-    "PLATFORMS",
-    "ConvPlan",
-    "Geometry",
-    "batch_block",
-    "describe",
-    "dispatch",
-    "flops",
-    "plan",
-    "plans_for",
-]
+__all__ = ["PLATFORMS", "ConvPlan", "batch_block", "describe", "dispatch", "plan", "plans_for"]
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
-CPU_BLOCK_ELEMENTS = 7 << 18  # one CPU block's patch matrix (7 MiB of f32)
-CPU_SCAN_ELEMENTS = 1 << 22  # one example's patch matrix beyond which a CPU loops per offset
-CPU_DEPTHWISE_ELEMENTS = 1 << 17  # one CPU block's per-offset depthwise products (0.5 MiB)
-GPU_BLOCK_BYTES = 1 << 30  # one accelerator block's patch or product matrix
-PALLAS_CHANNELS = (32, 64)  # contracted channels where CUDA runs the Pallas forward/dX
-PALLAS_ELEMENTS = 1 << 30  # and only below this many input or output elements
+_CPU, _ACC, _CUDA = POLICY["cpu"], POLICY["accelerator"], POLICY["cuda"]
 
 
 @dataclass(frozen=True)
@@ -98,46 +68,62 @@ class ConvPlan:
     weight_grad: str
     block: int = 0
 
-    def check(self, geo: Geometry, fn: str = "conv") -> ConvPlan:
-        """ValueError unless every name exists and fits ``geo``."""
-        for kind, name, table in (("forward", self.forward, arr.FORWARD),
-                                  ("input_grad", self.input_grad, arr.INPUT_GRAD),
-                                  ("weight_grad", self.weight_grad, arr.WEIGHT_GRAD)):
+    def check(self, geo: Geometry, dtype=None, fn: str = "conv") -> ConvPlan:
+        """ValueError unless every name exists and its arrangement supports ``geo``."""
+        for kind, name in (("forward", self.forward), ("input_grad", self.input_grad),
+                           ("weight_grad", self.weight_grad)):
+            table = arr.TABLES[kind]
             if name not in table:
                 raise ValueError(f"{fn}: unknown {kind} arrangement {name!r}; "
                                  f"expected one of {sorted(table)}")
-        for kind, name in (("forward", self.forward), ("weight_grad", self.weight_grad)):
-            if name == "depthwise" and not geo.depthwise:
-                raise ValueError(f"{fn}: the 'depthwise' {kind} needs one input channel per "
-                                 f"group (w.shape={geo.w_shape}, groups={geo.groups})")
-        for kind, name in (("forward", self.forward), ("input_grad", self.input_grad),
-                           ("weight_grad", self.weight_grad)):
-            if name == "pallas" and len(geo.window) > 2:
-                raise ValueError(f"{fn}: the 'pallas' {kind} takes 1-D and 2-D convolutions, "
-                                 f"not {len(geo.window)}-D (window {geo.window})")
+            why = table[name].supports(geo, dtype)
+            if why is not None:
+                raise ValueError(f"{fn}: the {name!r} {kind} {why}")
         if not isinstance(self.block, int) or self.block < 0:
             raise ValueError(f"{fn}: plan block must be an int >= 0, got {self.block!r}")
         return self
 
 
-def batch_block(n: int, per_example: int, limit: int) -> int | None:
+def batch_block(n, per_example, limit: int) -> int | None:
     """The largest divisor ``B`` of ``n`` with ``B · per_example ≤ limit``
-    (``None`` when one example alone is over the limit)."""
+    (``None`` when one example alone is over the limit; ``0``, the whole batch,
+    when a size is symbolic).
+
+    Examples:
+      >>> from jcnn.conv_plan import batch_block
+      >>> batch_block(16, 3, 10), batch_block(16, 11, 10)
+      (2, None)
+    """
+    if not (isinstance(n, int) and isinstance(per_example, int)):
+        return 0
     if per_example > limit:
         return None
     return max((b for b in range(1, n + 1) if n % b == 0 and b * per_example <= limit),
                default=1)  # an empty batch is one (empty) block
 
 
-def _largest_matrix(geo: Geometry) -> int:
+def _fits(size, limit: int) -> bool:
+    """``size ≤ limit``, and true for a symbolic size (no block can be chosen)."""
+    return not isinstance(size, int) or size <= limit
+
+
+def _largest_matrix(geo: Geometry):
     """Elements per example of the largest patch/product matrix a plan may build:
     ``Π out · K · C_in/G`` (``· G`` for depthwise dW's per-offset products)."""
     return geo.patch_size * (geo.groups if geo.depthwise else 1)
 
 
+def _whole(block, n) -> int:
+    """The plan's ``block`` (``0``: the whole batch) from :func:`batch_block`'s."""
+    if not isinstance(n, int):
+        return 0
+    block = block or 1  # one example over the limit still runs one at a time
+    return block if block < n else 0
+
+
 def _cpu(geo: Geometry, dtype) -> ConvPlan:
-    n, per_example = geo.x_shape[0], geo.patch_size
-    fits = per_example <= CPU_SCAN_ELEMENTS
+    n, per_example = geo.batch, geo.patch_size
+    fits = _fits(per_example, _CPU["scan_elements"])
     if geo.depthwise:
         forward = weight_grad = "depthwise"
     elif geo.cig == 1:
@@ -146,50 +132,59 @@ def _cpu(geo: Geometry, dtype) -> ConvPlan:
         forward = weight_grad = "gather" if fits else "scan"
     stride1 = max(geo.stride) == 1
     input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
+    if not geo.static:
+        return ConvPlan(forward, input_grad, weight_grad, 0)
     if geo.depthwise:  # one offset's products, (N, *out, C_out)
-        block = batch_block(n, math.prod(geo.out_shape) * geo.c_out, CPU_DEPTHWISE_ELEMENTS)
+        block = batch_block(n, math.prod(geo.out_shape) * geo.c_out, _CPU["depthwise_elements"])
     else:
-        block = batch_block(n, per_example, CPU_BLOCK_ELEMENTS)
-    block = block or 1
-    return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
+        block = batch_block(n, per_example, _CPU["block_elements"])
+    return ConvPlan(forward, input_grad, weight_grad, _whole(block, n))
 
 
 def _accelerator(geo: Geometry, dtype) -> ConvPlan:
-    n = geo.x_shape[0]
+    n = geo.batch
     per_example = _largest_matrix(geo) * max(jnp.dtype(dtype).itemsize, 4)  # products in f32
-    block = batch_block(n, per_example, GPU_BLOCK_BYTES)
+    block = batch_block(n, per_example, _ACC["block_bytes"])
     fits = block is not None
+    cls = "depthwise" if geo.depthwise else "dense"
+    forward = _ACC[f"forward_{cls}"] if fits or geo.depthwise else "scan"
+    weight_grad = _ACC[f"weight_grad_{cls}"]
     stride1 = max(geo.stride) == 1
-    if geo.depthwise:
-        forward, weight_grad = "depthwise", "offsets"
-    else:
-        forward, weight_grad = ("gather" if fits else "scan"), "offsets"
-    input_grad = "fullconv" if (not fits or geo.depthwise) and stride1 else "scatter"
-    block = block or 1
-    return ConvPlan(forward, input_grad, weight_grad, block if block < n else 0)
+    input_grad = _ACC[f"input_grad_{cls}"] if fits else "fullconv"
+    if input_grad == "fullconv" and not stride1:  # it would multiply the inserted zeros
+        input_grad = "scatter"
+    return ConvPlan(forward, input_grad, weight_grad, _whole(block, n))
 
 
-def _pallas_measured(geo: Geometry, dtype, contracted: int, produced: int) -> bool:
-    """Inside the region where the H200 sweep timed the fused Pallas kernel
-    faster than every XLA arrangement: f32, a 3×3 window at stride and dilation 1,
-    no groups, one whole chunk of contracted channels, at most one tile of
-    produced channels (:data:`PALLAS_CHANNELS`), and input and output under
-    :data:`PALLAS_ELEMENTS` (the kernels index in 32 bits)."""
-    lo, hi = PALLAS_CHANNELS
-    return (dtype == jnp.float32 and geo.window == (3, 3) and geo.stride == (1, 1)
-            and geo.dilation == (1, 1) and geo.groups == 1 and lo <= contracted <= hi
-            and produced <= hi and max(math.prod(geo.x_shape), geo.x_shape[0]
-                                       * math.prod(geo.out_shape) * geo.c_out) < PALLAS_ELEMENTS)
+def _in_region(case: dict, geo: Geometry, dtype, contracted: int, produced: int) -> bool:
+    lo, hi = case["contracted"]
+    return (dtype == jnp.dtype(case["dtype"]) and geo.window == tuple(case["window"])
+            and geo.stride == tuple(case["stride"]) and geo.dilation == tuple(case["dilation"])
+            and geo.groups == case["groups"] and lo <= contracted <= hi
+            and produced <= case["produced_max"])
+
+
+def _pallas_measured(kind: str, geo: Geometry, dtype) -> bool:
+    """Whether ``kind`` of this layer is inside the measured Pallas region
+    (the policy table's ``cuda.pallas``): static sizes, arrays under
+    ``pallas_elements``, and one of the measured cases."""
+    if not geo.static:
+        return False
+    contracted, produced = ((geo.c_out, geo.c_in) if kind == "input_grad"
+                            else (geo.c_in, geo.c_out))
+    limit = _CUDA["pallas_elements"]
+    if max(math.prod(geo.x_shape), geo.batch * math.prod(geo.out_shape) * geo.c_out) >= limit:
+        return False
+    return any(_in_region(c, geo, dtype, contracted, produced) for c in _CUDA["pallas"][kind])
 
 
 def _cuda(geo: Geometry, dtype) -> ConvPlan:
-    """The accelerator policy, with the fused Pallas forward and dX where they were
-    measured to win (the forward contracts C_in into C_out, dX the reverse)."""
+    """The accelerator policy, with the fused Pallas kernels where they were
+    measured to win (the forward and dW contract C_in into C_out, dX the reverse)."""
     p = _accelerator(geo, dtype)
-    c_in = geo.x_shape[-1]
-    forward = "pallas" if _pallas_measured(geo, dtype, c_in, geo.c_out) else p.forward
-    input_grad = "pallas" if _pallas_measured(geo, dtype, geo.c_out, c_in) else p.input_grad
-    return replace(p, forward=forward, input_grad=input_grad)
+    pick = {kind: "pallas" if _pallas_measured(kind, geo, dtype) else getattr(p, kind)
+            for kind in ("forward", "input_grad", "weight_grad")}
+    return replace(p, **pick)
 
 
 _POLICIES = {"cpu": _cpu, "cuda": _cuda, "rocm": _accelerator, "tpu": _accelerator}
@@ -198,13 +193,14 @@ _POLICIES = {"cpu": _cpu, "cuda": _cuda, "rocm": _accelerator, "tpu": _accelerat
 def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
     """The arrangements ``platform`` runs for this geometry and dtype.
 
-    >>> from jcnn.conv_plan import Geometry, plan
+    >>> from jcnn.conv_geometry import Geometry
+    >>> from jcnn.conv_plan import plan
     >>> geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     >>> plan(geo, "float32", "cuda")      # the fused Pallas kernels, dW per offset
     ConvPlan(forward='pallas', input_grad='pallas', weight_grad='offsets', block=0)
     >>> plan(geo, "float32", "tpu")       # the whole batch in one GEMM
     ConvPlan(forward='gather', input_grad='scatter', weight_grad='offsets', block=0)
-    >>> plan(geo, "float32", "cpu").block  # one example's patch matrix: 6.9 MiB
+    >>> plan(geo, "float32", "cpu").block  # one example's patch matrix is a block
     1
     """
     if platform not in _POLICIES:
@@ -248,7 +244,3 @@ def describe(plans: Plans) -> str:
     return "; ".join(f"{'/'.join(ps)}: fwd={p.forward} dx={p.input_grad} "
                      f"dw={p.weight_grad} block={p.block or 'batch'}" for ps, p in plans)
 
-
-def flops(geo: Geometry) -> int:
-    """Multiply-adds × 2 of the forward pass."""
-    return 2 * geo.x_shape[0] * math.prod(geo.out_shape) * geo.c_out * geo.k_total * geo.cig

@@ -35,24 +35,14 @@ import jax.numpy as jnp
 
 from . import conv_arrangements as arr
 from . import conv_plan
-from ._checks import acc_dtype, as_float_array, canonical_precision, check_batched, same_dtype
-from .conv_arrangements import Geometry, rot180
+from ._checks import acc_dtype, as_float_array, canonical_precision
+from ._conv_args import canonicalize, check_plan
+from ._padding_rules import check_padding_mode
+from .conv_geometry import Geometry, rot180
 from .conv_plan import ConvPlan
-from .padding import PaddingLike, border_pad, check_padding_mode, ntuple, padding_pairs
+from .padding import PaddingLike, border_pad
 
-__all__ = [
-    "ConvPlan",
-    "canonicalize",
-    "conv",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_planned",
-    "conv_transpose",
-    "convolve2d",
-    "layout_hint",
-    "rot180",
-]
+__all__ = ["ConvPlan", "conv", "conv1d", "conv2d", "conv3d", "convolve2d", "rot180"]
 
 
 # --------------------------------------------------------------------------- #
@@ -64,11 +54,17 @@ def _bias_sum(g, b):
     return jnp.sum(g, axis=tuple(range(g.ndim - 1)), dtype=acc_dtype(g.dtype)).astype(b.dtype)
 
 
+def _nested(x, w, stride, pads, dilation, groups, *, precision, platforms):
+    """The planned convolution an arrangement nests (``"fullconv"``, ``"phases"``):
+    ``x`` and ``w`` already checked, no bias."""
+    return _planned(x, w, None, stride, pads, dilation, groups, precision, platforms)
+
+
 def _forward(x, w, b, geo, precision, plans):
     """The windowed-sum forward of the plan's arrangement (no custom rule)."""
     def run(platforms, p, x, w):
         return arr.FORWARD[p.forward](x, w, geo, block=p.block, precision=precision,
-                                      platforms=platforms)
+                                      platforms=platforms, conv=_nested)
 
     out = conv_plan.dispatch(plans, run, x, w)
     if b is not None:
@@ -79,7 +75,7 @@ def _forward(x, w, b, geo, precision, plans):
 def _grads(g, x, w, geo, precision, plans):
     """``(dX, dW)``: the plan's input- and weight-gradient arrangements."""
     def run(platforms, p, g, x, w):
-        kw = dict(block=p.block, precision=precision, platforms=platforms)
+        kw = dict(block=p.block, precision=precision, platforms=platforms, conv=_nested)
         return (arr.INPUT_GRAD[p.input_grad](g, w, geo, **kw),
                 arr.WEIGHT_GRAD[p.weight_grad](x, g, geo, **kw))
 
@@ -87,7 +83,7 @@ def _grads(g, x, w, geo, precision, plans):
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _conv(x, w, b, geo, precision, plans):
+def _conv_vjp(x, w, b, geo, precision, plans):
     return _forward(x, w, b, geo, precision, plans)
 
 
@@ -101,11 +97,11 @@ def _conv_bwd(geo, precision, plans, res, g):
     return dx, dw, _bias_sum(g, b)
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+_conv_vjp.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv_planned(x, w, b, stride, pads, dilation, groups, precision=None,
-                 platforms=conv_plan.PLATFORMS, plan=None):
+def _planned(x, w, b, stride, pads, dilation, groups, precision=None,
+            platforms=conv_plan.PLATFORMS, plan=None):
     """The custom_vjp on checked, canonical arguments, planned for ``platforms``
     (or with ``plan`` forced on all of them)."""
     geo = Geometry(tuple(x.shape), tuple(w.shape), tuple(stride), tuple(map(tuple, pads)),
@@ -113,80 +109,8 @@ def conv_planned(x, w, b, stride, pads, dilation, groups, precision=None,
     if plan is None:
         plans = conv_plan.plans_for(geo, x.dtype, tuple(platforms))
     else:
-        plans = ((tuple(platforms), plan.check(geo)),)
-    return _conv(x, w, b, geo, precision, plans)
-
-
-# --------------------------------------------------------------------------- #
-# Argument checks shared by conv and conv_transpose.
-# --------------------------------------------------------------------------- #
-def layout_hint(nd: int) -> str:
-    """What channels-last means, and how to convert a PyTorch kernel."""
-    sp = ("L",) if nd == 1 else ("H", "W") if nd == 2 else ("D", "H", "W") if nd == 3 else \
-        tuple(f"S{i}" for i in range(nd))
-    win = ", ".join(f"k{a.lower()}" for a in sp)
-    perm = ", ".join(map(str, (*range(2, nd + 2), 1, 0)))
-    return (f"; jcnn is channels-last: x (N, {', '.join(sp)}, C), w ({win}, C_in, C_out) — "
-            f"a PyTorch kernel (C_out, C_in, {win}) is w.transpose({perm})")
-
-
-def _common(fn, x, w, b, stride, dilation, groups, nd, w_layout):
-    """Arrays, ranks, dtypes and the int arguments of a conv-like call."""
-    x = as_float_array(x, "x", fn)
-    w = as_float_array(w, "w", fn)
-    b = None if b is None else as_float_array(b, "b", fn)
-    nd = check_batched(x, "x", fn, nd)
-    shapes = f"(x.shape={x.shape}, w.shape={w.shape})"
-    if w.ndim != nd + 2:
-        raise ValueError(f"{fn}: w must be {nd + 2}-d {w_layout} for {nd} spatial dims "
-                         f"{shapes}")
-    same_dtype(fn, x=x, w=w, b=b)
-    stride = ntuple(stride, nd, "stride", fn)
-    dilation = ntuple(dilation, nd, "dilation", fn)
-    (groups,) = ntuple(groups, 1, "groups", fn)
-    if 0 in w.shape[:-2]:
-        raise ValueError(f"{fn}: the kernel window {w.shape[:-2]} has a zero-size dim {shapes}")
-    return x, w, b, nd, stride, dilation, groups, shapes
-
-
-def canonicalize(fn, x, w, b, stride, padding, dilation, groups, nd=None):
-    """Check a conv call and return ``(x, w, b, stride, pads, dilation, groups)``."""
-    x, w, b, nd, stride, dilation, groups, shapes = _common(
-        fn, x, w, b, stride, dilation, groups, nd, "(*window, C_in/groups, C_out)")
-    nd = len(w.shape) - 2
-    c_in, cig, c_out = x.shape[-1], w.shape[-2], w.shape[-1]
-    if c_in % groups or c_out % groups:
-        raise ValueError(
-            f"{fn}: `groups` (={groups}) must divide the input channels (={c_in}) "
-            f"and the output channels (={c_out}) {shapes}"
-        )
-    if c_in // groups != cig:
-        expect = f"{cig * groups} ({cig} per group x {groups} groups)" if groups > 1 else cig
-        raise ValueError(f"{fn}: x has {c_in} channels but w expects {expect} {shapes}"
-                         f"{layout_hint(nd)}")
-    if b is not None and b.shape != (c_out,):
-        raise ValueError(
-            f"{fn}: b must have shape ({c_out},) to match w's {c_out} output "
-            f"channels, got b.shape={b.shape} {shapes}"
-        )
-    window = w.shape[:-2]
-    pads = padding_pairs(padding, x.shape[1:-1], window, stride, dilation, fn)
-    for i, (n, f, (lo, hi), d) in enumerate(zip(x.shape[1:-1], window, pads, dilation)):
-        f_eff = (f - 1) * d + 1
-        if n + lo + hi < f_eff:
-            raise ValueError(
-                f"{fn}: the kernel (size {f}, dilation {d}: {f_eff}) is larger than the "
-                f"padded input ({n} + {lo} + {hi} = {n + lo + hi}) in spatial dim {i} {shapes}"
-                f"{layout_hint(nd)}"
-            )
-    return x, w, b, stride, pads, dilation, groups
-
-
-def _check_plan(plan, fn):
-    if plan is not None and not isinstance(plan, ConvPlan):
-        raise TypeError(f"{fn}: `plan` must be a jcnn.ConvPlan or None, got "
-                        f"{type(plan).__name__}")
-    return plan
+        plans = ((tuple(platforms), plan.check(geo, x.dtype)),)
+    return _conv_vjp(x, w, b, geo, precision, plans)
 
 
 def _entry(fn, nd, x, w, b, stride, padding, dilation, groups, padding_mode="zeros",
@@ -194,10 +118,10 @@ def _entry(fn, nd, x, w, b, stride, padding, dilation, groups, padding_mode="zer
     x, w, b, stride, pads, dilation, groups = canonicalize(
         fn, x, w, b, stride, padding, dilation, groups, nd)
     precision = canonical_precision(precision, fn)
-    plan = _check_plan(plan, fn)
+    plan = check_plan(plan, fn)
     if check_padding_mode(padding_mode, pads, x.shape[1:-1], fn) != "zeros":
         x, pads = border_pad(x, pads, padding_mode), ((0, 0),) * len(pads)
-    return conv_planned(x, w, b, stride, pads, dilation, groups, precision, plan=plan)
+    return _planned(x, w, b, stride, pads, dilation, groups, precision, plan=plan)
 
 
 def conv(
@@ -296,119 +220,6 @@ def conv3d(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
                   precision, plan)
 
 
-# --------------------------------------------------------------------------- #
-# Transposed convolution: conv's input gradient as a forward op.
-# --------------------------------------------------------------------------- #
-@partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _conv_t(x, w, b, geo, precision, plans):
-    """``y = Aᵀx`` with ``A`` the conv of ``geo`` (whose input has ``y``'s shape)."""
-    def run(platforms, p, x, w):
-        return arr.INPUT_GRAD[p.input_grad](x, w, geo, block=p.block, precision=precision,
-                                            platforms=platforms)
-
-    y = conv_plan.dispatch(plans, run, x, w)
-    return y if b is None else (y + b.astype(y.dtype)).astype(y.dtype)
-
-
-def _conv_t_fwd(x, w, b, geo, precision, plans):
-    return _conv_t(x, w, b, geo, precision, plans), (x, w, b)
-
-
-def _conv_t_bwd(geo, precision, plans, res, g):
-    x, w, b = res
-    # y = Aᵀx, so dx = A g (conv forward) and dw is the conv's weight correlation
-    # with the roles of input and cotangent swapped
-    dx = _conv(g, w, None, geo, precision, plans)
-
-    def run(platforms, p, g, x):
-        return arr.WEIGHT_GRAD[p.weight_grad](g, x, geo, block=p.block, precision=precision,
-                                              platforms=platforms)
-
-    return dx, conv_plan.dispatch(plans, run, g, x), _bias_sum(g, b)
-
-
-_conv_t.defvjp(_conv_t_fwd, _conv_t_bwd)
-
-
-def conv_transpose(
-    x: jax.typing.ArrayLike,
-    w: jax.typing.ArrayLike,
-    b: jax.typing.ArrayLike | None = None,
-    *,
-    stride: int | tuple[int, ...] = 1,
-    padding: PaddingLike = 0,
-    output_padding: int | tuple[int, ...] = 0,
-    dilation: int | tuple[int, ...] = 1,
-    groups: int = 1,
-    padding_mode: str = "zeros",
-    precision: str | jax.lax.Precision | None = None,
-) -> jax.Array:
-    """N-d transposed convolution, channels-last: the adjoint of :func:`conv`.
-
-    ``conv_transpose(x, w)`` is exactly conv's input gradient (article §9) —
-    the full convolution of the stride-spread ``x`` with ``rot180(w)`` — run
-    as a forward op: for any ``u``, ``<conv(u, w), x> = <u, conv_transpose(x, w)>``
-    when the geometry (stride, padding, dilation, groups) is the same.
-
-    Shapes and padding follow PyTorch's ``conv_transpose{1,2,3}d`` (channels
-    last): ``x`` is ``(N, *spatial, C_in)``, ``w`` is
-    ``(*window, C_out // groups, C_in)`` — the kernel of the conv that maps
-    ``C_out`` channels back to ``C_in`` — and each output size is
-
-        ``(n − 1)·s − p_low − p_high + d·(f − 1) + output_padding + 1``
-
-    ``padding`` (an int, one per dim, ``(low, high)`` pairs or ``"VALID"`` = 0)
-    crops the full output; ``output_padding`` (``< stride``) adds rows at the
-    high end, picking among the input sizes a strided conv maps to the same
-    size.  Only ``padding_mode="zeros"`` (as PyTorch).
-
-    Backward: ``dx = conv(dy, w)`` and ``dw`` the conv's weight correlation with
-    ``dy`` as the input; both differentiable again.
-
-    Examples:
-      >>> import jax.numpy as jnp, jcnn
-      >>> jcnn.conv_transpose(jnp.ones((1, 4, 4, 8)), jnp.ones((2, 2, 3, 8)), stride=2).shape
-      (1, 8, 8, 3)
-    """
-    fn = "conv_transpose"
-    x, w, b, nd, stride, dilation, groups, shapes = _common(
-        fn, x, w, b, stride, dilation, groups, None, "(*window, C_out/groups, C_in)")
-    precision = canonical_precision(precision, fn)
-    output_padding = ntuple(output_padding, nd, "output_padding", fn, minimum=0)
-    if padding_mode != "zeros":
-        raise ValueError(f"{fn}: only padding_mode='zeros' is supported (as PyTorch), "
-                         f"got {padding_mode!r}")
-    c_in = x.shape[-1]
-    if c_in % groups:
-        raise ValueError(f"{fn}: `groups` (={groups}) must divide the input channels "
-                         f"(={c_in}) {shapes}")
-    if w.shape[-1] != c_in:
-        raise ValueError(f"{fn}: x has {c_in} channels but w expects {w.shape[-1]} "
-                         f"(w is (*window, C_out/groups, C_in)) {shapes}{layout_hint(nd)}")
-    c_out = w.shape[-2] * groups
-    if b is not None and b.shape != (c_out,):
-        raise ValueError(f"{fn}: b must have shape ({c_out},), got b.shape={b.shape} {shapes}")
-    if isinstance(padding, str) and padding.upper() == "SAME":
-        raise ValueError(f"{fn}: padding 'SAME' is not defined for a transposed conv; "
-                         "give the (low, high) crop per dim")
-    pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation, fn)
-    out_sizes = []
-    for i, (n, f, s, (lo, hi), d, op) in enumerate(
-        zip(x.shape[1:-1], w.shape[:-2], stride, pads, dilation, output_padding)
-    ):
-        if op >= s:
-            raise ValueError(f"{fn}: output_padding ({op}) must be smaller than the stride "
-                             f"({s}) in spatial dim {i}")
-        size = (n - 1) * s - lo - hi + (f - 1) * d + 1 + op
-        if size < 1:
-            raise ValueError(f"{fn}: padding ({lo}, {hi}) crops the whole output in spatial "
-                             f"dim {i} (full size {size + lo + hi}) {shapes}")
-        out_sizes.append(size)
-    geo = Geometry((x.shape[0], *out_sizes, c_out), tuple(w.shape), stride, tuple(pads),
-                   dilation, groups)
-    return _conv_t(x, w, b, geo, precision, conv_plan.plans_for(geo, x.dtype))
-
-
 def convolve2d(
     image: jax.typing.ArrayLike, kernel: jax.typing.ArrayLike, mode: str = "full"
 ) -> jax.Array:
@@ -459,6 +270,6 @@ def convolve2d(
     else:
         pads = tuple((k // 2, (k - 1) // 2) for k in kernel.shape)
     flipped = kernel[::-1, ::-1]
-    out = conv_planned(image[None, :, :, None], flipped[:, :, None, None], None, (1, 1), pads,
+    out = _planned(image[None, :, :, None], flipped[:, :, None, None], None, (1, 1), pads,
                        (1, 1), 1)
     return out[0, :, :, 0]

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_float_array, check_batched
-from .padding import ntuple, padding_pairs
-from .pooling import _canonicalize, _max_pool_nd, max_pool_mask, spatial_dims
+from ._padding_rules import ntuple, resolve_padding
+from ._pool_windows import canonicalize, max_pool_mask, spatial_dims
+from .pooling import _max_pool_nd
 
 __all__ = ["max_pool_with_indices", "max_unpool"]
 
@@ -47,7 +48,7 @@ def max_pool_with_indices(x, window, *, stride=None, padding="VALID", ceil_mode=
       ([3.0, 2.0], [1, 2])
     """
     fn = "max_pool_with_indices"
-    x, window, stride, _, out_shape, pads_total = _canonicalize(
+    x, window, stride, _, out_shape, pads_total = canonicalize(
         fn, x, window, stride, padding, ceil_mode)
     y = _max_pool_nd(fn, len(window), x, window, stride, padding, ceil_mode)
     xs, ys = jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)
@@ -105,7 +106,7 @@ def max_unpool(y, indices, window, *, stride=None, padding=0, output_size=None) 
                          f"{indices.dtype}{list(indices.shape)} for y.shape={y.shape}")
     window = ntuple(window, nd, "window", fn)
     stride = window if stride is None else ntuple(stride, nd, "stride", fn)
-    pads = padding_pairs(padding, y.shape[1:-1], window, stride, (1,) * nd, fn)
+    pads = resolve_padding(padding, y.shape[1:-1], window, stride, (1,) * nd, fn)
     if output_size is None:
         out_shape = tuple((m - 1) * s - lo - hi + f for m, s, (lo, hi), f in
                           zip(y.shape[1:-1], stride, pads, window))

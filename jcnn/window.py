@@ -117,7 +117,7 @@ def spread_by_phase(term, arrays, fills, window, stride, padded_shape):
     sum of shifted slices of ``arrays`` (padded once, with ``fills``), which XLA
     fuses into one vectorised loop; the phases are then interleaved.  A sum of
     ``scatter_slice`` placements instead evaluates every interior-padded
-    placement per element (4–5× slower for a 3×3/2 max pool's backward on a CPU).
+    placement per element (slower for a max pool's backward on a CPU).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -170,8 +170,8 @@ def patches(
     Equal to ``stack([window_slice(xp, k, ...) for k in offsets(window)], -2)``,
     built one spatial dim at a time (last dim first): each pass stacks that
     dim's ``f`` strided slices in front of the channels, so every copy moves
-    runs of ``f_later · C`` contiguous values instead of ``C`` — 10× faster for
-    a 7×7 window over 3 channels.
+    runs of ``f_later · C`` contiguous values instead of ``C`` (what makes a
+    7×7 window over 3 channels cheap).
     """
     nd = len(window)
     n, c = xp.shape[0], xp.shape[-1]

@@ -37,7 +37,7 @@ def lax_conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
     nd = x.ndim - 2
     stride = ntuple(stride, nd, "stride", "lax")
     dilation = ntuple(dilation, nd, "dilation", "lax")
-    pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation, "lax")
+    pads = padding_pairs(padding, x.shape[1:-1], w.shape[:-2], stride, dilation)
     # the barrier keeps XLA from folding the pad (or, in the VJP, the slice that is its
     # transpose) back into the convolution: the form that aborts
     x = lax.optimization_barrier(jnp.pad(x, ((0, 0), *pads, (0, 0))))
@@ -52,7 +52,7 @@ def _pool_geometry(x, window, stride, padding):
     nd = x.ndim - 2
     window = ntuple(window, nd, "window", "lax")
     stride = window if stride is None else ntuple(stride, nd, "stride", "lax")
-    pads = padding_pairs(padding, x.shape[1:-1], window, stride, (1,) * nd, "lax")
+    pads = padding_pairs(padding, x.shape[1:-1], window, stride)
     return (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
 
 

@@ -15,7 +15,7 @@ from oracles import lax_conv
 import jcnn
 from jcnn import conv_arrangements as arr
 from jcnn import conv_plan, convolution
-from jcnn.conv_arrangements import Geometry
+from jcnn.conv_geometry import Geometry
 
 
 def _geometry(case, x_shape=None):
@@ -23,23 +23,25 @@ def _geometry(case, x_shape=None):
                     tuple(map(tuple, case.pads)), tuple(case.dilation), case.groups)
 
 
-def _names(table, geo):
-    """The arrangements that fit ``geo`` (the Pallas kernel has its own tests:
-    in interpret mode it is too slow for every example here)."""
-    return [k for k in table if (k != "depthwise" or geo.depthwise) and k != "pallas"]
+KINDS = {"fwd": "forward", "dx": "input_grad", "dw": "weight_grad"}
+
+
+def _names(kind, geo, dtype="float64"):
+    """The arrangements the registry says fit ``geo`` (the Pallas kernels have their
+    own tests: in interpret mode they are too slow for every example here)."""
+    return [k for k in arr.supported(KINDS[kind], geo, dtype) if k != "pallas"]
 
 
 def _forward_names(geo):
-    return _names(arr.FORWARD, geo)
+    return _names("fwd", geo)
 
 
 def _every_arrangement(kind, geo, a, b, block=0):
     """``{name: result}`` of every registered arrangement of ``kind`` (fwd/dx/dw)."""
-    kw = dict(block=block, precision=None, platforms=conv_plan.PLATFORMS)
-    if kind == "fwd":
-        return {k: arr.FORWARD[k](a, b, geo, **kw) for k in _forward_names(geo)}
-    table = arr.INPUT_GRAD if kind == "dx" else arr.WEIGHT_GRAD
-    return {k: table[k](a, b, geo, **kw) for k in _names(table, geo)}
+    kw = dict(block=block, precision=None, platforms=conv_plan.PLATFORMS,
+              conv=convolution._nested)
+    table = arr.TABLES[KINDS[kind]]
+    return {k: table[k](a, b, geo, **kw) for k in _names(kind, geo, a.dtype)}
 
 
 def _plain(case, x, w, b):
@@ -132,8 +134,7 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
             assert g.shape == r.shape
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10,
                                        err_msg=f"d{label} vs {name}")
-    assert set(dxs) == set(_names(arr.INPUT_GRAD, geo)) and set(dws) == set(
-        _names(arr.WEIGHT_GRAD, geo))
+    assert set(dxs) == set(_names("dx", geo)) and set(dws) == set(_names("dw", geo))
     assert "phases" in dxs
     for path, dx in dxs.items():
         np.testing.assert_allclose(dx, want_lax[0], rtol=1e-10, atol=1e-10, err_msg=path)
@@ -517,7 +518,7 @@ def test_batch_blocks(shape, regime):
     ct = rng.standard_normal(y_ref.shape)
     dx_ref, dw_ref = vjp_ref(ct)
     geo = _geometry(case)
-    names = [_forward_names(geo), list(arr.INPUT_GRAD), _names(arr.WEIGHT_GRAD, geo)]
+    names = [_forward_names(geo), _names("dx", geo), _names("dw", geo)]
     for i in range(max(map(len, names))):  # every arrangement at least once
         plan = jcnn.ConvPlan(*(ns[i % len(ns)] for ns in names), block)
 

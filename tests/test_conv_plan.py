@@ -13,7 +13,7 @@ from oracles import lax_conv
 import jcnn
 from jcnn import conv_arrangements as arr
 from jcnn import conv_plan
-from jcnn.conv_arrangements import Geometry
+from jcnn.conv_geometry import Geometry
 from jcnn.conv_plan import ConvPlan
 
 

@@ -63,3 +63,34 @@ def test_padding_mode_by_hand_and_errors():
     with pytest.raises(ValueError, match="conv: unknown padding_mode 'mirror'"):
         jcnn.conv(x, one, padding=1, padding_mode="mirror")
 
+
+
+def test_border_pad_by_hand_checks_its_arguments():
+    """The public border_pad: every mode by hand (zeros included — it once padded
+    circularly, as did any unknown mode name), and errors naming it."""
+    x = jnp.arange(1.0, 4.0).reshape(1, 3, 1)
+    got = {m: jcnn.border_pad(x, ((2, 1),), m)[0, :, 0].tolist() for m in jcnn.PADDING_MODES}
+    assert got == {"zeros": [0, 0, 1, 2, 3, 0], "reflect": [3, 2, 1, 2, 3, 2],
+                   "replicate": [1, 1, 1, 2, 3, 3], "circular": [2, 3, 1, 2, 3, 1]}
+    g = jax.grad(lambda x: jcnn.border_pad(x, ((1, 1),), "zeros").sum())(x)
+    np.testing.assert_array_equal(g[0, :, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match="border_pad: unknown padding_mode 'wrap'"):
+        jcnn.border_pad(x, ((1, 1),), "wrap")
+    with pytest.raises(ValueError, match=r"border_pad: pads must be one \(low, high\) pair"):
+        jcnn.border_pad(x, ((1, 1), (1, 1)), "zeros")
+    with pytest.raises(ValueError, match="border_pad: `padding` must be non-negative"):
+        jcnn.border_pad(x, ((-1, 1),), "reflect")
+    with pytest.raises(ValueError, match="border_pad: x must be"):
+        jcnn.border_pad(jnp.ones(3), ((1, 1),), "zeros")
+
+
+def test_padding_pairs_public_signature():
+    assert jcnn.padding_pairs("SAME", (7, 8), (3, 2), stride=(2, 1)) == ((1, 1), (0, 1))
+    assert jcnn.padding_pairs(2, (5,), 3) == ((2, 2),)
+    assert jcnn.padding_pairs("valid", (5, 5), (3, 3), 2, 2) == ((0, 0), (0, 0))
+    with pytest.raises(ValueError, match="padding_pairs: `stride` needs one value per"):
+        jcnn.padding_pairs("SAME", (5, 5), (3, 3), stride=(1, 1, 1))
+    with pytest.raises(TypeError, match="padding_pairs: in_sizes must be a sequence"):
+        jcnn.padding_pairs("SAME", 5, (3,))
+    with pytest.raises(ValueError, match="padding_pairs: unknown padding 'FULL'"):
+        jcnn.padding_pairs("FULL", (5,), (3,))
