@@ -1,7 +1,9 @@
 """Time every arrangement of the windowed sums, each part on its own:
 ``python -m benchmarks.arrangements [--suite cpu|gpu] [--dtype float32|bfloat16]
-[--blocks] [--quick] [--json FILE] [--render FILE]`` — the measurements behind the policies of
-:mod:`jcnn.conv_plan`.
+[--blocks] [--quick] [--json FILE] [--render FILE] [--write-policy]`` — the measurements
+behind the policies of :mod:`jcnn.conv_plan`.  A GPU sweep's ``--json`` goes to
+``benchmarks/measured/`` and ``--write-policy`` regenerates ``jcnn/conv_policy_table.py``
+from what is there (:mod:`benchmarks.policy`).
 
 Per layer: lax's forward, dX and dW (the VJP of ``lax.conv_general_dilated``
 taking one cotangent, its two halves timed apart), then every registered
@@ -21,6 +23,7 @@ import numpy as np
 
 from jcnn import conv_arrangements as arr
 from jcnn import conv_plan
+from jcnn.convolution import _nested
 from jcnn.conv_geometry import Geometry
 from jcnn.padding import ntuple, padding_pairs
 
@@ -56,16 +59,15 @@ def sweep(layers, dtype, platform, blocks=False, rounds=10):
         block_opts = [chosen.block]
         if blocks:
             block_opts += [b for b in (0, max(x_shape[0] // 4, 1)) if b not in block_opts]
-        common = dict(precision=None, platforms=(platform,))
+        common = dict(precision=None, platforms=(platform,), conv=_nested)
         for b in block_opts:
             tag = "" if b == chosen.block else f" b={b or 'all'}"
             for kind, table in (("fwd", arr.FORWARD), ("dx", arr.INPUT_GRAD),
                                 ("dw", arr.WEIGHT_GRAD)):
                 for pname, fn in table.items():
-                    if pname == "depthwise" and not geo.depthwise:
+                    if fn.supports(geo, jdt) is not None:
                         continue
-                    if pname == "pallas" and (platform not in ("cuda", "rocm")
-                                              or len(geo.window) > 2):
+                    if pname == "pallas" and platform not in ("cuda", "rocm"):
                         continue  # interpret mode elsewhere: a test tool, not a contender
                     if tag and pname in ("offsets", "scan", "shift", "depthwise", "fullconv",
                                          "pallas") \
@@ -86,7 +88,8 @@ def sweep(layers, dtype, platform, blocks=False, rounds=10):
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"  {name}: {k} failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
         t = time_alternated(ok, (x, w, g), rounds)
-        res = {"name": name, "dtype": dtype, "plan": conv_plan.describe(
+        res = {"name": name, "dtype": dtype, "x": list(x_shape), "w": list(w_shape),
+               "stride": stride, "groups": groups, "plan": conv_plan.describe(
             (((platform,), chosen),)), "ms": {k: v * 1e3 for k, v in t.items()}}
         results.append(res)
         print(f"{name} [{dtype}] plan: {res['plan']}", flush=True)
@@ -124,7 +127,15 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="write the timings (ms) here")
     p.add_argument("--render", default=None, metavar="JSON",
                    help="print a --json file as BENCHMARKS.md's table, time nothing")
+    p.add_argument("--write-policy", action="store_true",
+                   help="regenerate jcnn/conv_policy_table.py from benchmarks/measured/, "
+                        "time nothing")
     args = p.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.write_policy:
+        from . import policy
+
+        print(policy.write(), end="")
+        return
     if args.render:
         with open(args.render) as f:
             print(render(json.load(f)), end="")

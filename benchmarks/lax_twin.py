@@ -1,4 +1,4 @@
-"""The speed baseline: the tests' oracles (``tests/oracles.py``, the one
+"""The speed baseline: the tests' oracles (``benchmarks/oracles.py``, the one
 implementation of lax's convolution, pooling and model twin) at JAX's default
 precision — what a user of ``lax.conv_general_dilated`` would run."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from tests.oracles import lax_avg_pool, lax_max_pool
-from tests.oracles import lax_conv as _lax_conv
-from tests.oracles import lax_twin as _lax_twin
+from .oracles import lax_avg_pool, lax_max_pool
+from .oracles import lax_conv as _lax_conv
+from .oracles import lax_twin as _lax_twin
 
 __all__ = ["lax_avg_pool", "lax_conv", "lax_max_pool", "lax_twin"]
 

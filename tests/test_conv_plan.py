@@ -236,3 +236,33 @@ def test_precision_values_match_lax_at_highest():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     y = jcnn.conv_transpose(x, w.transpose(0, 1, 3, 2)[..., :3], stride=2, precision="highest")
     assert y.shape == (2, 15, 15, 5)
+
+
+def test_policy_table_is_what_the_measurements_give():
+    """jcnn/conv_policy_table.py is generated: regenerating it from
+    benchmarks/measured/ changes nothing (``--write-policy`` after a new sweep)."""
+    from benchmarks import policy
+
+    assert policy.render(policy.derive()) == policy.TABLE.read_text()
+
+
+def test_policy_rules_follow_the_measurements():
+    from benchmarks import policy
+
+    def layer(name, ms, c=64, stride=1):
+        return {"name": name, "dtype": "float32", "x": [8, 16, 16, c], "w": [3, 3, c, c],
+                "stride": stride, "groups": 1, "ms": ms}
+
+    sweep = {"results": [
+        layer("a", {"fwd gather": 2.0, "fwd shift": 1.0, "fwd pallas": 0.5,
+                    "dx scatter": 1.0, "dx pallas": 3.0, "dw offsets": 1.0, "dw gather": 2.0}),
+        layer("b", {"fwd gather": 2.0, "fwd shift": 1.5, "fwd pallas": 9.0,
+                    "dx scatter": 1.0, "dx fullconv": 0.5, "dw offsets": 1.0}, c=128),
+        layer("c", {"fwd gather": 1.0, "fwd shift": 3.0, "dx scatter": 1.0, "dw offsets": 1.0},
+              stride=2)]}
+    derived = policy._gpu(sweep)
+    assert derived["defaults"]["forward_dense"] == "shift"  # won two of three layers
+    assert derived["defaults"]["input_grad_dense"] == "scatter"
+    (case,) = derived["pallas"]["forward"]  # only layer a's forward
+    assert case["contracted"] == (32, 64) and case["produced_max"] == 64
+    assert derived["pallas"]["input_grad"] == [] and derived["pallas"]["weight_grad"] == []
