@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import jcnn
 from jcnn import conv_plan, convolution
 from jcnn.conv_geometry import Geometry
 
+from .contenders import time_blocks, torch_conv, torch_module
 from .gpu import compile_stats as _compile
 from .gpu import train_step
 from .lax_twin import lax_avg_pool, lax_conv, lax_max_pool, lax_twin
@@ -83,77 +83,10 @@ def quick_suite(n):
 
 
 def _time(fns, args, repeats, rounds=5):
-    """Median seconds per call of each contender, timed in alternating blocks.
-
-    Each contender runs ``rounds`` blocks of consecutive calls, the contenders'
-    blocks alternating; a block starts with untimed calls (at least two, and at
-    least 10 ms of them), so that the contender before it has gone quiet — as in
-    a training loop, which calls one program over and over.  Alternating single
-    calls measured something else: PyTorch's OpenMP threads keep spinning after
-    its call, and a jcnn program right after it (a loop of batch blocks, each a
-    dispatch to XLA's thread pool) ran 1.4–1.8× slower than alone (ResNet
-    3×3 s1 forward 5.5 ms against 3.9 alone, and 3.8 in blocks; PyTorch 2.8
-    alone, 2.8 and 2.7; lax 5.5, 5.4, 5.4)."""
-    cost = {}
-    for k, f in fns.items():
-        jax.block_until_ready(f(*args))  # warm up
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        cost[k] = max(time.perf_counter() - t, 1e-6)
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            # fast contenders get more calls (up to ~1 s in all) so sub-ms medians are stable
-            calls = -(-max(repeats, min(300, int(1.0 / cost[k]))) // rounds)
-            for _ in range(max(2, int(0.01 / cost[k]))):
-                jax.block_until_ready(f(*args))  # settle: the previous contender's threads
-            for _ in range(calls):
-                t = time.perf_counter()
-                jax.block_until_ready(f(*args))
-                times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _torch():
-    """PyTorch with as many threads as XLA's CPU client uses, or None."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(os.cpu_count() or 1)
-    return torch
-
-
-def _torch_conv(shape, y_shape):
-    """PyTorch's CPU conv (NCHW, its native layout): ``(fwd, fwd_bwd)`` closures that
-    ignore their arguments, so they alternate with the JAX contenders in ``_time``;
-    the backward takes a dense random cotangent, ``y.backward(ct)``, as jax.vjp does."""
-    torch = _torch()
-    if torch is None:
-        return None
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(shape.x[0], shape.x[-1], *shape.x[1:-1], generator=g, requires_grad=True)
-    nd = len(shape.x) - 2
-    w = torch.randn(shape.w[-1], shape.w[-2], *shape.w[:-2], generator=g) * 0.1
-    w.requires_grad_(True)
-    ct = torch.randn(y_shape[0], y_shape[-1], *y_shape[1:-1], generator=g)
-    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-            3: torch.nn.functional.conv3d}[nd]
-    pad = "same" if shape.padding == "SAME" and shape.stride == 1 else 0
-    if shape.padding == "SAME" and shape.stride != 1:
-        pad = shape.w[0] // 2
-
-    def fwd_bwd(*_):
-        x.grad = w.grad = None
-        y = conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
-        y.backward(ct)
-        return x.grad
-
-    def fwd(*_):
-        with torch.no_grad():
-            return conv(x, w, stride=shape.stride, padding=pad, groups=shape.groups)
-
-    return fwd, fwd_bwd
+    """Median seconds per call of each contender (:func:`benchmarks.contenders.time_blocks`:
+    alternating blocks of consecutive calls, up to ~1 s per contender)."""
+    return time_blocks(fns, args, rounds=rounds, block_seconds=1.0 / rounds,
+                       min_calls=max(2, -(-repeats // rounds)), max_calls=300 // rounds)
 
 
 def _gemm_alone(geo, rng):
@@ -205,9 +138,9 @@ def bench_conv(shape, repeats):
         fwd_c[k], row[f"compile_fwd_{k}"], _ = _compile(f, (x, w))
         fb_c[k], row[f"compile_{k}"], row[f"temp_{k}"] = _compile(fwd_bwd(f), (x, w, ct))
     fwd_c = {k: c for k, c in fwd_c.items() if k != "autodiff"}
-    torch_fns = _torch_conv(shape, y_shape)
+    torch_fns = torch_conv(shape.x, shape.w, shape.stride, pads, shape.groups)
     if torch_fns is not None:  # alternated with the JAX contenders, same process
-        fwd_c["torch"], fb_c["torch"] = torch_fns
+        fwd_c["torch"], fb_c["torch"], _ = torch_fns
     gemm = _gemm_alone(geo, rng)
     if gemm is not None:
         fwd_c["gemm"] = gemm[0]
@@ -267,7 +200,7 @@ def bench_pools(n, repeats, quick):
 
 def _torch_pool(name, window, stride, padding, x, ct):
     """PyTorch's CPU pool, forward + ``y.backward(ct)``, as an argument-ignoring closure."""
-    torch = _torch()
+    torch = torch_module()
     if torch is None:
         return None
     xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).requires_grad_(True)

@@ -23,8 +23,8 @@ import numpy as np
 
 from jcnn import conv_arrangements as arr
 from jcnn import conv_plan
-from jcnn.convolution import _nested
 from jcnn.conv_geometry import Geometry
+from jcnn.convolution import _nested
 from jcnn.padding import ntuple, padding_pairs
 
 from .gpu import LAYERS, QUICK_LAYERS, time_alternated

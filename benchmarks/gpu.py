@@ -29,6 +29,7 @@ from jcnn import conv_plan, nn
 from jcnn.conv_geometry import Geometry
 from jcnn.padding import ntuple, padding_pairs
 
+from .contenders import time_blocks, torch_conv, torch_module
 from .lax_twin import lax_conv, lax_twin
 
 # name, x shape, w shape, stride, groups
@@ -60,25 +61,11 @@ def _peak(kind):
 
 
 def time_alternated(fns, args, rounds=15, target=0.02):
-    """Median seconds per call of each contender: each round runs every contender
-    ``k`` times back to back (``k`` sized so one round takes ~``target`` s) and
-    waits once, so launch overhead does not hide sub-millisecond kernels."""
-    reps = {}
-    for name, f in fns.items():
-        jax.block_until_ready(f(*args))
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        reps[name] = max(1, min(200, int(target / max(time.perf_counter() - t, 1e-6))))
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, f in fns.items():
-            t = time.perf_counter()
-            out = None
-            for _ in range(reps[name]):
-                out = f(*args)
-            jax.block_until_ready(out)
-            times[name].append((time.perf_counter() - t) / reps[name])
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds per call of each contender on a GPU: ``rounds`` alternating
+    blocks of ~``target`` s of back-to-back calls, one wait per block
+    (:func:`benchmarks.contenders.time_blocks` with ``per_call=False``)."""
+    return time_blocks(fns, args, rounds=rounds, block_seconds=target, min_calls=1,
+                       max_calls=200, per_call=False)
 
 
 def compile_stats(fn, args):
@@ -90,49 +77,15 @@ def compile_stats(fn, args):
     return compiled, seconds, temp
 
 
-def _torch_contender(x_shape, w_shape, stride, groups, pads, dtype):
-    try:
-        import torch
-    except ImportError:
+def _torch_contender(x_shape, w_shape, stride, groups, pads, dtype, rounds=15):
+    """PyTorch/cuDNN's ``(fwd, fwd_bwd)`` seconds and version, or None without CUDA."""
+    c = torch_conv(x_shape, w_shape, stride, pads, groups, dtype, device="cuda")
+    if c is None:
         return None
-    if not torch.cuda.is_available():
-        return None
-    torch.backends.cudnn.benchmark = True
-    tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    dev = torch.device("cuda")
-    x = torch.randn(x_shape[0], x_shape[-1], *x_shape[1:-1], device=dev, dtype=tdt)
-    x = x.to(memory_format=torch.channels_last).requires_grad_(True)
-    w = torch.randn(w_shape[-1], w_shape[-2], *w_shape[:-2], device=dev, dtype=tdt)
-    w = w.to(memory_format=torch.channels_last).requires_grad_(True)
-    pad = pads[0][0]  # the suite's paddings are symmetric
-    y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups)
-    ct = torch.randn_like(y)
-
-    def fwd():
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups)
-
-    def fwd_bwd():
-        y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad, groups=groups)
-        return (y, *torch.autograd.grad(y, (x, w), ct))
-
-    def timed(fn, rounds=15, target=0.02):
-        fn()
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        k = max(1, min(200, int(target / max(time.perf_counter() - t, 1e-6))))
-        ts = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            for _ in range(k):
-                fn()
-            torch.cuda.synchronize()
-            ts.append((time.perf_counter() - t) / k)
-        return statistics.median(ts)
-
-    return lambda: (timed(fwd), timed(fwd_bwd)), torch.__version__
+    fwd, fwd_bwd, sync = c
+    t = time_blocks({"fwd": fwd, "fb": fwd_bwd}, rounds=rounds, block_seconds=0.02,
+                    min_calls=1, max_calls=200, per_call=False, sync=sync)
+    return (t["fwd"], t["fb"]), torch_module("cuda").__version__
 
 
 PALLAS = jcnn.ConvPlan("pallas", "pallas", "pallas")
@@ -181,7 +134,7 @@ def bench_layer(name, x_shape, w_shape, stride, groups, dtype, rounds, pallas=Fa
         row[f"fb_{k}"] = v
     torch_c = _torch_contender(x_shape, w_shape, stride, groups, pads, dtype)
     if torch_c is not None:
-        (row["fwd_torch"], row["fb_torch"]), row["torch_version"] = torch_c[0](), torch_c[1]
+        (row["fwd_torch"], row["fb_torch"]), row["torch_version"] = torch_c
     return row
 
 

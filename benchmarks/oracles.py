@@ -16,7 +16,8 @@ from jax import lax
 from jcnn._padding_rules import ntuple
 from jcnn.padding import padding_pairs
 
-__all__ = ['HIGHEST', 'lax_avg_pool', 'lax_batch_norm', 'lax_conv', 'lax_conv_transpose', 'lax_max_pool', 'lax_sum_pool', 'lax_twin', 'lax_twin_with_state']
+__all__ = ["HIGHEST", "lax_avg_pool", "lax_batch_norm", "lax_conv", "lax_conv_transpose",
+           "lax_max_pool", "lax_sum_pool", "lax_twin", "lax_twin_with_state"]
 
 HIGHEST = lax.Precision.HIGHEST
 
