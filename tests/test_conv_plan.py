@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cross_lowering import lowered_text
 from oracles import lax_conv
 
 import jcnn
@@ -71,7 +72,7 @@ def test_plan_groups_platforms_and_rejects_unknown():
 
 
 def _lowered(fn, args, platform):
-    return jax.jit(fn).trace(*args).lower(lowering_platforms=(platform,)).as_text()
+    return lowered_text(fn, *args, platforms=(platform,))
 
 
 def _fwd_bwd(**kw):
@@ -210,8 +211,7 @@ def test_default_precision_follows_jax_config():
     default = _precisions(_lowered(lambda x, w: jcnn.conv(x, w), (x, w), "cuda"))
     assert default in (["DEFAULT"], ["DEFAULT, DEFAULT"])
     with jax.default_matmul_precision("highest"):
-        text = jax.jit(lambda x, w: jcnn.conv(x, w)).trace(x, w).lower(
-            lowering_platforms=("cuda",)).as_text()
+        text = _lowered(lambda x, w: jcnn.conv(x, w), (x, w), "cuda")
     assert _precisions(text) == ["HIGHEST, HIGHEST"]
 
 
@@ -253,7 +253,7 @@ def test_policy_rules_follow_the_measurements():
         return {"name": name, "dtype": "float32", "x": [8, 16, 16, c], "w": [3, 3, c, c],
                 "stride": stride, "groups": 1, "ms": ms}
 
-    sweep = {"results": [
+    sweep = {"pallas_version": policy.PALLAS_VERSION, "results": [
         layer("a", {"fwd gather": 2.0, "fwd shift": 1.0, "fwd pallas": 0.5,
                     "dx scatter": 1.0, "dx pallas": 3.0, "dw offsets": 1.0, "dw gather": 2.0}),
         layer("b", {"fwd gather": 2.0, "fwd shift": 1.5, "fwd pallas": 9.0,
@@ -266,3 +266,28 @@ def test_policy_rules_follow_the_measurements():
     (case,) = derived["pallas"]["forward"]  # only layer a's forward
     assert case["contracted"] == (32, 64) and case["produced_max"] == 64
     assert derived["pallas"]["input_grad"] == [] and derived["pallas"]["weight_grad"] == []
+    old = policy._gpu(dict(sweep, pallas_version=policy.PALLAS_VERSION - 1))
+    assert old["pallas"]["forward"] == []  # a sweep of older kernels says nothing of these
+    assert old["defaults"] == derived["defaults"]
+
+
+def test_offline_bytes_put_a_layer_in_the_pallas_region():
+    from benchmarks import policy
+
+    def entry(layer, plan, hbm, ok=True, spill=0):
+        rows = [{"kind": "__gpu$xla.gpu.triton" if plan == policy.FORCED else "kLoop",
+                 "spill": spill}]
+        return {"layer": layer, "dtype": "bfloat16", "plan": plan,
+                "jcnn": {"ok": ok, "rows": rows, "summary": {"hbm_bytes": hbm}}}
+
+    shapes = {"l128": ("", (64, 28, 28, 128), (3, 3, 128, 128), 1, 1),
+              "l256": ("", (64, 14, 14, 256), (3, 3, 256, 256), 1, 1),
+              "spills": ("", (64, 7, 7, 512), (3, 3, 512, 512), 1, 1)}
+    entries = [entry("l128", policy.FORCED, 100), entry("l128", "gather,scatter,offsets", 500),
+               entry("l256", policy.FORCED, 600), entry("l256", "gather,scatter,offsets", 500),
+               entry("spills", policy.FORCED, 10, spill=8),
+               entry("spills", "gather,scatter,offsets", 500)]
+    derived = policy._gpu({"results": []}, entries, shapes)
+    for part in ("forward", "input_grad", "weight_grad"):
+        (case,) = derived["pallas"][part]  # l128 only: l256 moved more, "spills" spilled
+        assert case["dtype"] == "bfloat16" and case["contracted"] == (64, 128)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cross_lowering import lowered_text
 from jax import export
 from oracles import lax_conv
 
@@ -34,9 +35,9 @@ def test_the_layer_is_in_the_cuda_pallas_region():
 def test_lowering_for_cpu_and_cuda_at_once_keeps_the_kernel_for_cuda_only():
     x, w = _inputs()
     f = jax.jit(lambda x, w: jcnn.conv(x, w, padding="SAME"))
-    text = f.trace(x, w).lower(lowering_platforms=("cpu", "cuda")).as_text()
+    text = lowered_text(f, x, w, platforms=("cpu", "cuda"))
     assert "jcnn_conv_forward" in text  # the Triton kernel, in the CUDA branch
-    cpu_only = f.trace(x, w).lower(lowering_platforms=("cpu",)).as_text()
+    cpu_only = lowered_text(f, x, w, platforms=("cpu",))
     assert "jcnn_conv_forward" not in cpu_only and "triton" not in cpu_only
 
 
