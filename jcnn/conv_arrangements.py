@@ -11,7 +11,8 @@ differ only in how the work is laid out for the compiler:
 :mod:`jcnn.conv_forward` and :mod:`jcnn.conv_backward` (XLA ops),
 :mod:`jcnn.conv_phases` (dX by stride phase) and the fused Pallas kernels
 (:mod:`jcnn.conv_pallas`, :mod:`jcnn.conv_pallas_dgrad`,
-:mod:`jcnn.conv_pallas_wgrad`, :mod:`jcnn.conv_pallas_depthwise`).
+:mod:`jcnn.conv_pallas_wgrad`, :mod:`jcnn.conv_pallas_depthwise`; Triton) and a
+Hopper forward (:mod:`jcnn.conv_mosaic`; Mosaic GPU).
 
 Each entry is an :class:`Arrangement`: its function, called as
 ``fn(a, b, geo, *, block, precision, platforms, conv)`` (``conv`` is the planned
@@ -29,10 +30,13 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import jax.numpy as jnp
+
 from . import conv_backward as bwd
 from . import conv_forward as fwd
 from ._pallas_base import platform_kernel
 from .conv_geometry import Geometry
+from .conv_mosaic import forward_mosaic
 from .conv_pallas import forward_pallas
 from .conv_pallas_depthwise import forward_pallas_depthwise, weight_grad_pallas_depthwise
 from .conv_pallas_dgrad import input_grad_pallas
@@ -51,6 +55,18 @@ def _depthwise_only(geo: Geometry, dtype) -> str | None:
         return (f"needs one input channel per group (w.shape={geo.w_shape}, "
                 f"groups={geo.groups})")
     return None
+
+
+def _mosaic_fits(geo: Geometry, dtype) -> str | None:
+    """The Mosaic GPU (Hopper) forward: bf16/f16, stride 1, one group; it compiles
+    only for CUDA and is interpreted only by jax >= 0.11."""
+    why = _kernel_fits(geo, dtype)
+    if why is None and (geo.groups != 1 or max(geo.stride) != 1):
+        why = f"takes stride 1 and one group (stride {geo.stride}, groups {geo.groups})"
+    if why is None and dtype is not None and str(jnp.dtype(dtype)) not in ("bfloat16",
+                                                                             "float16"):
+        why = f"takes bfloat16 or float16 operands, not {jnp.dtype(dtype)}"
+    return why
 
 
 def _kernel_fits(geo: Geometry, dtype) -> str | None:
@@ -102,6 +118,10 @@ FORWARD = {
     "pallas": Arrangement(_on_kernel(_kwargs_last(forward_pallas),
                                      _kwargs_last(forward_pallas_depthwise),
                                      _kwargs_last(fwd.forward_offsets)), _kernel_fits),
+    # a Hopper kernel (TMA, wgmma) on Pallas' Mosaic GPU backend; not measured on a GPU
+    # yet, so no policy picks it: plan=ConvPlan("mosaic", ...) does
+    "mosaic": Arrangement(_on_kernel(_kwargs_last(forward_mosaic), None,
+                                     _kwargs_last(fwd.forward_offsets)), _mosaic_fits),
 }
 INPUT_GRAD = {
     "scatter": Arrangement(bwd.input_grad_scatter),

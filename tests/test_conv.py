@@ -29,7 +29,7 @@ KINDS = {"fwd": "forward", "dx": "input_grad", "dw": "weight_grad"}
 def _names(kind, geo, dtype="float64"):
     """The arrangements the registry says fit ``geo`` (the Pallas kernels have their
     own tests: in interpret mode they are too slow for every example here)."""
-    return [k for k in arr.supported(KINDS[kind], geo, dtype) if k != "pallas"]
+    return [k for k in arr.supported(KINDS[kind], geo, dtype) if k not in ("pallas", "mosaic")]
 
 
 def _forward_names(geo):

@@ -20,7 +20,7 @@ ORDER = [
     # policy data, plan, argument checks, the custom_vjp and its entry points
     "_conv_blocks", "conv_phases", "conv_forward", "conv_backward",
     "_pallas_base", "conv_pallas", "conv_pallas_dgrad", "conv_pallas_wgrad",
-    "conv_pallas_depthwise",
+    "conv_pallas_depthwise", "conv_mosaic",
     "conv_arrangements", "conv_policy_table", "conv_plan", "_conv_args", "convolution",
     "transposed_conv",
     # the other operations
