@@ -34,7 +34,7 @@ def lax_conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1,
     The input is zero-padded with ``jnp.pad`` and the convolution is ``VALID``:
     the same values as passing the pads to lax, but lax's VJP of a *padded*
     convolution makes XLA abort the process for some strided shapes (an
-    ``algebraic_simplifier`` CHECK failure; ``tests/repro_xla_lax_vjp_abort.py``).
+    ``algebraic_simplifier`` CHECK failure; ``tools/repro_xla_lax_vjp_abort.py``).
     This way the input gradient is lax's transpose of an unpadded convolution
     followed by the transpose of the pad (a slice).
     """
@@ -191,7 +191,7 @@ def lax_conv_transpose(x, w, b=None, *, stride, pads, output_padding, dilation, 
 
     Not ``lhs_dilation`` with the (possibly negative) padding passed to lax: XLA
     aborts the process compiling that for some grouped shapes (an
-    ``algebraic_simplifier`` CHECK failure; ``tests/repro_xla_lax_vjp_abort.py
+    ``algebraic_simplifier`` CHECK failure; ``tools/repro_xla_lax_vjp_abort.py
     transpose``) — and an optimisation barrier after the pad, or XLA's simplifier
     folds the pad back into that form and aborts the same way."""
     nd = x.ndim - 2

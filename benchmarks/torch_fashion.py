@@ -1,7 +1,7 @@
 """PyTorch CPU twin of ``examples/train_fashion.py --model lenet``: the same
 layers, initial-weight scheme aside (PyTorch's defaults), the same data, batch
 size, optimizer (adam, peak rate cosine-decayed to 0 over all steps), epochs and
-thread count — for the README's side-by-side table.
+thread count — for BENCHMARKS.md's training-results table.
 
     python -m benchmarks.torch_fashion [--epochs 15] [--threads 2] [--seed 0] [--json PATH]
 

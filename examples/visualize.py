@@ -11,15 +11,9 @@ digits; with no ``--checkpoint`` a small digits model is trained on the fly
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import jax
 import numpy as np
-import optax
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from train_digits import INPUT_SHAPE, digits_model
 
 from jcnn import checkpoint, viz
@@ -60,13 +54,12 @@ def main(argv=None):
     written["5_volumes.png"] = viz.plot_volumes(photo, out / "5_volumes.png")
     model = digits_model()
     if args.checkpoint is not None:
-        _, params = model.init(jax.random.key(0), INPUT_SHAPE)
-        like = (params, optax.adam(1e-3).init(params))
-        (params, _), meta = checkpoint.restore(args.checkpoint, like)
-        history = meta.get("history")
+        params, _ = checkpoint.load_params(args.checkpoint)  # weights, no optimizer
+        history = checkpoint.read_metadata(args.checkpoint).get("history")
     else:
-        params, history, _ = fit(model, (x_tr, y_tr, x_te, y_te), input_shape=INPUT_SHAPE,
-                                 epochs=args.epochs, batch_size=64, lr=2e-3, progress=False)
+        result = fit(model, (x_tr, y_tr, x_te, y_te), input_shape=INPUT_SHAPE,
+                     epochs=args.epochs, batch_size=64, lr=2e-3, progress=False)
+        params, history = result.params, result.history
     written["6_filters_and_maps.png"] = viz.plot_filters_and_maps(
         params[0]["w"], x_te[0, :, :, 0], out / "6_filters_and_maps.png", b=params[0]["b"])
     written["7_backprop.png"] = viz.plot_backprop(out / "7_backprop.png")

@@ -45,7 +45,7 @@ class Geometry:
       >>> from jcnn.conv_geometry import Geometry
       >>> geo = Geometry((8, 32, 32, 3), (3, 3, 3, 16), (2, 2), ((1, 1), (1, 1)), (1, 1), 1)
       >>> geo.padded, geo.out_shape, geo.flops
-      ((34, 34), (16, 16), 14155776)
+      ((34, 34), (16, 16), 1769472)
     """
 
     x_shape: tuple  # (N, *spatial, C_in)

@@ -67,7 +67,8 @@ def padding_pairs(
         ``(low, high)`` pair per spatial dim.
       in_sizes: the input's spatial sizes.
       window: the window's size per spatial dim (one int per dim).
-      stride, dilation: an int or one int per spatial dim (``"SAME"`` depends on them).
+      stride: an int or one int per spatial dim (``"SAME"`` depends on it).
+      dilation: an int or one int per spatial dim (``"SAME"`` depends on it).
 
     Examples:
       >>> from jcnn import padding_pairs

@@ -4,6 +4,10 @@ Every figure function takes its data, writes a PNG to ``path`` (Agg backend,
 headless) and returns the numbers behind the picture so tests can check them.
 The helpers that compute those numbers (``pixel_usage``, ``conv_vs_dense_params``,
 ``max_pool_routes``) need no matplotlib.
+
+Numbers written on a heat map's cells are black or white, whichever contrasts more
+with the cell (``_annotate``); figures use matplotlib's constrained layout, which
+keeps titles, colour bars and labels apart.
 """
 
 from __future__ import annotations
@@ -115,12 +119,45 @@ def _plt():
     return plt
 
 
+def _figure(rows=1, cols=1, **kw):
+    """``plt.subplots`` with constrained layout (titles, colour bars, labels kept apart)."""
+    return _plt().subplots(rows, cols, layout="constrained", **kw)
+
+
 def _save(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=100)
     _plt().close(fig)
     return path
+
+
+def _luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour with components in [0, 1]."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _text_color(rgb) -> str:
+    """Black or white, whichever contrasts more with a cell of colour ``rgb``
+    (contrast ``(L1 + 0.05) / (L2 + 0.05)``: black wins above luminance ~0.18)."""
+    return "black" if (_luminance(rgb) + 0.05) ** 2 > 1.05 * 0.05 else "white"
+
+
+def _annotate(ax, image, values, labels=None, **text):
+    """Write each cell's value (or ``labels``) on ``image``, an ``imshow`` of
+    ``values``, in the colour that contrasts most with the cell under it."""
+    values = np.asarray(values)
+    for (r, c), v in np.ndenumerate(values):
+        label = f"{v:g}" if labels is None else labels[r][c]
+        ax.text(c, r, label, ha="center", va="center",
+                color=_text_color(image.cmap(image.norm(v))), **text)
+
+
+def _no_ticks(axes):
+    for ax in np.ravel(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
@@ -133,22 +170,17 @@ def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
       >>> viz.plot_image_as_tensor(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), out / 'a.png')
       {'photo_shape': (8, 8, 3), 'digit_shape': (8, 8)}
     """
-    plt = _plt()
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+    fig, axes = _figure(1, 5, figsize=(17, 3.6))
     axes[0].imshow(photo)
     axes[0].set_title(f"photo {photo.shape[0]}×{photo.shape[1]}×{photo.shape[2]}")
     for i, (ax, name, cmap) in enumerate(zip(axes[1:4], "RGB", ["Reds", "Greens", "Blues"])):
         im = ax.imshow(photo[:, :, i], cmap=cmap, vmin=0, vmax=255)
         ax.set_title(f"{name} channel (0–255)")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    axes[4].imshow(digit, cmap="gray_r")
-    for (r, c), v in np.ndenumerate(digit):
-        axes[4].text(c, r, f"{int(v)}", ha="center", va="center", fontsize=7,
-                     color="red" if v > digit.max() / 2 else "black")
+    im = axes[4].imshow(digit, cmap="gray_r")
+    _annotate(axes[4], im, digit, [[f"{int(v)}" for v in row] for row in digit], fontsize=7)
     axes[4].set_title(f"a digit is a {digit.shape[0]}×{digit.shape[1]} matrix")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    _no_ticks(axes)
     _save(fig, path)
     return {"photo_shape": photo.shape, "digit_shape": digit.shape}
 
@@ -163,14 +195,15 @@ def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
       >>> len(viz.plot_kernel_gallery(np.zeros((16, 16)), out / 'k.png')) > 0
       True
     """
-    plt = _plt()
     kernels = kernels or CLASSIC_KERNELS
     cols = 1 + len(kernels)
-    fig, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.6),
-                             gridspec_kw={"height_ratios": [3, 1]})
+    fig, axes = _figure(2, cols, figsize=(2.3 * cols, 5.0),
+                        gridspec_kw={"height_ratios": [3, 2]})
     axes[0, 0].imshow(gray, cmap="gray")
-    axes[0, 0].set_title("input (grayscale)")
+    axes[0, 0].set_title("input (grayscale)", fontsize=9)
     axes[1, 0].axis("off")
+    axes[1, 0].text(0.5, 0.5, "kernel h", ha="center", va="center", fontsize=10,
+                    transform=axes[1, 0].transAxes)
     shapes = {}
     for i, (name, k) in enumerate(kernels.items(), start=1):
         out = np.asarray(convolve2d(jnp.asarray(gray, jnp.float32), jnp.asarray(k, jnp.float32),
@@ -178,13 +211,12 @@ def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
         shapes[name] = out.shape
         axes[0, i].imshow(out, cmap="gray")
         axes[0, i].set_title(name, fontsize=9)
-        axes[1, i].imshow(k, cmap="coolwarm", vmin=-np.abs(k).max(), vmax=np.abs(k).max())
-        if k.shape[0] <= 3:
-            for (r, c), v in np.ndenumerate(k):
-                axes[1, i].text(c, r, f"{v:g}", ha="center", va="center", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        top = np.abs(k).max()
+        im = axes[1, i].imshow(k, cmap="coolwarm", vmin=-top, vmax=top)
+        small = k.shape[0] > 3  # 5×5 kernels: two decimals, small type
+        _annotate(axes[1, i], im, k, [[f"{v:.2f}" if small else f"{v:g}" for v in row]
+                                      for row in k], fontsize=6 if small else 9)
+    _no_ticks(axes)
     fig.suptitle("kernel convolution  G[m,n] = Σ_j Σ_k h[j,k] f[m−j, n−k]")
     _save(fig, path)
     return shapes
@@ -200,18 +232,16 @@ def plot_pixel_usage(n: int, f: int, path) -> dict:
       >>> viz.plot_pixel_usage(6, 3, out / 'u.png') is not None
       True
     """
-    plt = _plt()
     valid, same = pixel_usage(n, f, "VALID"), pixel_usage(n, f, "SAME")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig, axes = _figure(1, 2, figsize=(9.5, 4.4))
     for ax, counts, title in ((axes[0], valid, f"valid: output {n - f + 1}×{n - f + 1}"),
                               (axes[1], same, f"same (p = {(f - 1) // 2}): output {n}×{n}")):
         im = ax.imshow(counts, cmap="viridis", vmin=0, vmax=f * f)
-        for (r, c), v in np.ndenumerate(counts):
-            ax.text(c, r, str(v), ha="center", va="center", color="w", fontsize=8)
+        _annotate(ax, im, counts, fontsize=9)
         ax.set_title(title)
         ax.set_xlabel("column")
         ax.set_ylabel("row")
-        fig.colorbar(im, ax=ax, fraction=0.046, label="windows using the pixel")
+    fig.colorbar(im, ax=axes, shrink=0.9, label="windows using the pixel")
     fig.suptitle(f"{n}×{n} image, {f}×{f} kernel: border pixels are used less")
     _save(fig, path)
     return {"valid": valid, "same": same}
@@ -227,11 +257,10 @@ def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
       >>> viz.plot_strides(np.zeros((16, 16)), out / 's.png') is not None
       True
     """
-    plt = _plt()
     k = CLASSIC_KERNELS["Sobel (vertical edges)"][:, :, None, None]
     x = jnp.asarray(gray, jnp.float32)[None, :, :, None]
     sizes = {}
-    fig, axes = plt.subplots(1, len(strides), figsize=(4 * len(strides), 4))
+    fig, axes = _figure(1, len(strides), figsize=(4 * len(strides), 4))
     for ax, s in zip(axes, strides):
         out = conv(x, jnp.asarray(k, jnp.float32), stride=s)[0, :, :, 0]
         n_out = output_size(gray.shape[0], f, stride=s)
@@ -239,8 +268,7 @@ def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
         assert out.shape == sizes[s]
         ax.imshow(out, cmap="gray")
         ax.set_title(f"stride {s}: ⌊({gray.shape[0]} − {f})/{s}⌋ + 1 = {n_out}")
-        ax.set_xticks([])
-        ax.set_yticks([])
+    _no_ticks(axes)
     _save(fig, path)
     return sizes
 
@@ -255,7 +283,6 @@ def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
       >>> viz.plot_volumes(np.zeros((16, 16, 3), np.uint8), out / 'v.png') is not None
       True
     """
-    plt = _plt()
     x = jnp.asarray(photo, jnp.float32)[None] / 255.0
     filters = np.stack([
         np.stack([CLASSIC_KERNELS["Sobel (vertical edges)"]] * 3, -1),
@@ -264,23 +291,25 @@ def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
         np.stack([CLASSIC_KERNELS["Laplacian"]] * 3, -1),
     ], -1)  # (3, 3, 3, 4): [f, f, n_c, n_f]
     maps = np.asarray(conv(x, jnp.asarray(filters, jnp.float32), padding="SAME")[0])
-    fig, axes = plt.subplots(3, 5, figsize=(14, 8))
-    for c in range(3):
-        axes[c, 0].imshow(photo[:, :, c], cmap=["Reds", "Greens", "Blues"][c])
-        axes[c, 0].set_title(f"input channel {c}")
+    # one row per input channel: the channel, then each filter's slice for it; the
+    # last row: each filter's feature map, the sum over the three channels
+    fig, axes = _figure(4, 5, figsize=(12, 10), gridspec_kw={"height_ratios": [1, 1, 1, 1.6]})
+    top = np.abs(filters).max(axis=(0, 1, 2))  # one colour scale per filter
+    for c, (name, cmap) in enumerate(zip(("R", "G", "B"), ("Reds", "Greens", "Blues"))):
+        axes[c, 0].imshow(photo[:, :, c], cmap=cmap)
+        axes[c, 0].set_title(f"input channel {c} ({name})", fontsize=9)
+        for j in range(4):
+            k = filters[:, :, c, j]
+            im = axes[c, j + 1].imshow(k, cmap="coolwarm", vmin=-top[j], vmax=top[j])
+            _annotate(axes[c, j + 1], im, k, [[f"{v:.2g}" for v in row] for row in k],
+                      fontsize=8)
+            axes[c, j + 1].set_title(f"filter {j}, channel {c}", fontsize=9)
+    axes[3, 0].imshow(photo)
+    axes[3, 0].set_title(f"input {list(photo.shape)}", fontsize=9)
     for j in range(4):
-        for c in range(3):
-            axes[c, j + 1].axis("off")
-        axes[0, j + 1].imshow(np.concatenate([filters[:, :, c, j] for c in range(3)], 1),
-                              cmap="coolwarm")
-        axes[0, j + 1].set_title(f"filter {j}: 3×3×3", fontsize=9)
-        axes[0, j + 1].axis("on")
-        axes[1, j + 1].imshow(maps[:, :, j], cmap="gray")
-        axes[1, j + 1].set_title(f"feature map {j}", fontsize=9)
-        axes[1, j + 1].axis("on")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        axes[3, j + 1].imshow(maps[:, :, j], cmap="gray")
+        axes[3, j + 1].set_title(f"feature map {j} = Σ over channels", fontsize=9)
+    _no_ticks(axes)
     fig.suptitle(f"[{photo.shape[0]}, {photo.shape[1]}, 3] * [3, 3, 3] × 4 filters → "
                  f"{list(maps.shape)}")
     _save(fig, path)
@@ -298,7 +327,6 @@ def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dic
       >>> viz.plot_filters_and_maps(w, digit, out / 'f.png') is not None
       True
     """
-    plt = _plt()
     w = np.asarray(w)
     n = w.shape[-1]
     x = jnp.asarray(digit, jnp.float32)[None, :, :, None]
@@ -307,19 +335,24 @@ def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dic
     a = np.asarray(jnp.maximum(z, 0)[0])
     cols = min(n, 8)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(2 * rows, cols + 1, figsize=(1.6 * (cols + 1), 3.4 * rows))
+    fig, axes = _figure(2 * rows, cols + 1, figsize=(1.5 * (cols + 1), 3.3 * rows))
     axes = np.atleast_2d(axes)
     axes[0, 0].imshow(digit, cmap="gray_r")
-    axes[0, 0].set_title("input")
+    axes[0, 0].set_title("input", fontsize=9)
+    for ax in axes[1:, 0]:
+        ax.axis("off")
     for i in range(n):
         r, c = divmod(i, cols)
         axes[2 * r, c + 1].imshow(w[:, :, 0, i], cmap="coolwarm")
         axes[2 * r, c + 1].set_title(f"kernel {i}", fontsize=8)
         axes[2 * r + 1, c + 1].imshow(a[:, :, i], cmap="magma")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("trained first-layer kernels (top) and A = relu(W * x + b) (below)")
+    for i in range(n, rows * cols):  # a last row with fewer kernels
+        r, c = divmod(i, cols)
+        axes[2 * r, c + 1].axis("off")
+        axes[2 * r + 1, c + 1].axis("off")
+    _no_ticks(axes)
+    fig.suptitle("trained first-layer kernels W and, under each, its map "
+                 "A = relu(W * x + b)")
     _save(fig, path)
     return {"maps_shape": a.shape}
 
@@ -334,36 +367,34 @@ def plot_backprop(path, kernel=None, x=None) -> dict:
       >>> viz.plot_backprop(out / 'b.png') is not None
       True
     """
-    plt = _plt()
     kernel = np.arange(1.0, 10.0).reshape(3, 3) if kernel is None else kernel
     x = (np.array([[1, 3, 2, 2], [3, 0, 2, 1], [0, 1, 4, 4], [2, 1, 4, 0]], float)
          if x is None else x)
     rotated = np.asarray(rot180(jnp.asarray(kernel)[:, :, None, None])[:, :, 0, 0])
     routes = max_pool_routes(x, 2)
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    for ax, m, title in ((axes[0], kernel, "kernel W"), (axes[1], rotated, "rot180(W) for dA")):
-        ax.imshow(m, cmap="Blues")
-        for (r, c), v in np.ndenumerate(m):
-            ax.text(c, r, f"{v:g}", ha="center", va="center")
+    fig, axes = _figure(1, 4, figsize=(14, 4.2))
+    for ax, m, title in ((axes[0], kernel, "kernel W"),
+                         (axes[1], rotated, "rot180(W), for dA")):
+        _annotate(ax, ax.imshow(m, cmap="Blues"), m, fontsize=11)
         ax.set_title(title)
-    axes[2].imshow(x, cmap="Greys")
-    h, wdt = x.shape
+    tied = np.zeros(x.shape, bool)  # a maximum its 2×2 window shares with another cell
     for (r, c), v in np.ndenumerate(x):
         win = x[r - r % 2:r - r % 2 + 2, c - c % 2:c - c % 2 + 2]
-        tied = (win == win.max()).sum() > 1 and v == win.max()
-        axes[2].text(c, r, f"{v:g}" + ("*" if tied else ""), ha="center", va="center",
-                     color="red" if tied else "black")
-    for k in range(0, max(h, wdt) + 1, 2):
-        axes[2].axhline(k - 0.5, color="k")
-        axes[2].axvline(k - 0.5, color="k")
-    axes[2].set_title("input, 2×2 windows (* = tied max)")
-    axes[3].imshow(routes, cmap="Oranges", vmin=0, vmax=max(routes.max(), 1))
-    for (r, c), v in np.ndenumerate(routes):
-        axes[3].text(c, r, str(v), ha="center", va="center")
-    axes[3].set_title("mask: gradient goes to the first max")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        tied[r, c] = v == win.max() and (win == v).sum() > 1
+    labels = [[f"{v:g}*" if t else f"{v:g}" for v, t in zip(*rows)] for rows in zip(x, tied)]
+    _annotate(axes[2], axes[2].imshow(x, cmap="Greys"), x, labels, fontsize=11)
+    for r, c in zip(*np.nonzero(tied)):
+        axes[2].add_patch(_plt().Rectangle((c - 0.42, r - 0.42), 0.84, 0.84, fill=False,
+                                           edgecolor="tab:red", linewidth=2))
+    _annotate(axes[3], axes[3].imshow(routes, cmap="Oranges", vmin=0,
+                                      vmax=max(routes.max(), 1)), routes, fontsize=11)
+    for ax in axes[2:]:
+        for k in range(0, max(x.shape) + 1, 2):
+            ax.axhline(k - 0.5, color="tab:blue", lw=2)
+            ax.axvline(k - 0.5, color="tab:blue", lw=2)
+    axes[2].set_title("input, 2×2 windows\n(* = a tied maximum)")
+    axes[3].set_title("mask: each window's gradient\ngoes to its first maximum")
+    _no_ticks(axes)
     _save(fig, path)
     return {"rotated": rotated, "routes": routes}
 
@@ -379,20 +410,20 @@ def plot_sharing(path, layers=((32, 3, 3, 32), (28, 1, 5, 32), (14, 32, 5, 64),
       >>> viz.plot_sharing(out / 'sh.png') is not None
       True
     """
-    plt = _plt()
     rows = [dict(conv_vs_dense_params(n, c, f, o), label=f"{n}×{n}×{c}\n{f}×{f}→{o}")
             for n, c, f, o in layers]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = _figure(figsize=(8, 4.4))
     idx = np.arange(len(rows))
     ax.bar(idx - 0.2, [r["conv"] for r in rows], 0.4, label="conv layer")
     ax.bar(idx + 0.2, [r["dense"] for r in rows], 0.4, label="dense, same in/out sizes")
     ax.set_yscale("log")
+    ax.set_ylim(top=max(r["dense"] for r in rows) * 8)  # room for the numbers on the bars
     ax.set_xticks(idx, [r["label"] for r in rows])
     ax.set_ylabel("parameters (log scale)")
     for i, r in enumerate(rows):
         ax.text(i - 0.2, r["conv"], f"{r['conv']:,}", ha="center", va="bottom", fontsize=7)
         ax.text(i + 0.2, r["dense"], f"{r['dense']:,}", ha="center", va="bottom", fontsize=7)
-    ax.legend()
+    ax.legend(loc="upper left", ncols=2)
     ax.set_title("sparse connections and weight sharing")
     _save(fig, path)
     return rows
@@ -410,10 +441,11 @@ def plot_training_curves(history, path) -> dict:
       >>> viz.plot_training_curves(h, out / 't.png')
       {'epochs': 2}
     """
-    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     h = history if isinstance(history, dict) else history.as_dict()
     epochs = np.arange(1, len(h["train_loss"]) + 1)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (a, b) = _figure(1, 2, figsize=(9, 3.5))
     a.plot(epochs, h["train_loss"], "o-", label="train")
     a.plot(epochs, h["test_loss"], "o-", label="test")
     a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
@@ -422,7 +454,8 @@ def plot_training_curves(history, path) -> dict:
     b.plot(epochs, h["test_accuracy"], "o-", label="test")
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     b.legend()
-    fig.tight_layout()
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
     return {"epochs": len(epochs)}
 
@@ -458,17 +491,13 @@ def plot_confusion_matrix(cm: np.ndarray, path, class_names=None) -> dict:
       >>> viz.plot_confusion_matrix(np.array([[8, 2], [1, 9]]), out / 'cm.png', ['a', 'b'])
       {'accuracy': 0.85, 'worst_class': 'a'}
     """
-    plt = _plt()
     cm = np.asarray(cm)
     k = len(cm)
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     recall = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
-    ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if recall[i, j] > 0.5 else "black")
+    fig, ax = _figure(figsize=(1.4 + 0.6 * k, 1.2 + 0.6 * k))
+    im = ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
+    _annotate(ax, im, recall, [[str(v) for v in row] for row in cm], fontsize=7)
     ax.set_xticks(range(k), names, rotation=45, ha="right")
     ax.set_yticks(range(k), names)
     ax.set(xlabel="predicted", ylabel="true", title="test set (row = true class)")

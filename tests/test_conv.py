@@ -65,7 +65,7 @@ _PINNED = [
     ConvCase((2, 6, 6, 4), (3, 3, 1, 8), (2, 1), "SAME", ((0, 1), (1, 1)), (1, 1), 4, True, 5),
     ConvCase((2, 5, 3), (1, 3, 4), (1,), "VALID", ((0, 0),), (1,), 1, True, 6),
     ConvCase((2, 4, 5, 3), (4, 5, 3, 2), (1, 1), "VALID", ((0, 0), (0, 0)), (1, 1), 1, True, 7),
-    # lax's VJP with these pads passed to lax aborts XLA (tests/repro_xla_lax_vjp_abort.py)
+    # lax's VJP with these pads passed to lax aborts XLA (tools/repro_xla_lax_vjp_abort.py)
     ConvCase((1, 1, 4, 2), (5, 2, 2, 2), (2, 2), ((2, 2), (1, 1)), ((2, 2), (1, 1)), (1, 1), 1,
              True, 8),
 ]

@@ -34,7 +34,7 @@ def _lax_dilated(c):
 
 
 # made XLA abort the process compiling the old lhs_dilation oracle
-# (tests/repro_xla_lax_vjp_abort.py transpose); the second also with the pad
+# (tools/repro_xla_lax_vjp_abort.py transpose); the second also with the pad
 # folded back into the conv when no barrier kept it apart
 @example({"x": (1, 3, 2, 1, 2), "window": (2, 3, 2), "stride": (2, 1, 1),
           "dilation": (1, 2, 1), "output_padding": (1, 0, 0),

@@ -1,8 +1,8 @@
-"""tests/thorough_summary.py reads `make thorough`'s logs right (hand-written logs)."""
+"""tools/thorough_summary.py reads `make thorough`'s logs right (hand-written logs)."""
 
 from __future__ import annotations
 
-import thorough_summary as summary
+from tools import thorough_summary as summary
 
 GREEN = """\
 ============================ Hypothesis Statistics =============================

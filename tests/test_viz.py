@@ -66,7 +66,76 @@ def _png(path):
     return True
 
 
-def test_every_picture_writes_a_png(images, tmp_path):
+def _contrast(a, b):
+    """WCAG contrast ratio of two sRGB colours (components in [0, 1])."""
+    def lum(rgb):
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_text_color_by_hand():
+    assert viz._text_color((1, 1, 1)) == "black" and viz._text_color((0, 0, 0)) == "white"
+    assert viz._text_color((1, 1, 0)) == "black"  # yellow: luminance 0.93
+    assert viz._text_color((0, 0, 1)) == "white"  # blue: 0.07
+    assert viz._text_color((0.5, 0.5, 0.5)) == "black"  # 0.21: black 5.3:1, white 3.9:1
+    assert viz._text_color((0.4, 0.4, 0.4)) == "white"  # 0.13: white 5.9:1, black 3.7:1
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure a plot function saves, with its path, checked before it closes."""
+    import matplotlib.colors as mcolors
+
+    seen = []
+    save = viz._save
+
+    def checked(fig, path):
+        seen.append(Path(path).name)
+        fig.canvas.draw()
+        _check_cell_text(fig, mcolors)
+        _check_labels_apart(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(viz, "_save", checked)
+    return seen
+
+
+def _check_cell_text(fig, mcolors):
+    """Numbers written on heat-map cells are readable: WCAG contrast at least 4.5."""
+    for ax in fig.axes:
+        if len(ax.images) != 1:
+            continue
+        im = ax.images[0]
+        data = np.asarray(im.get_array())
+        for t in ax.texts:
+            x, y = t.get_position()
+            cell = im.to_rgba(data[int(round(y)), int(round(x))])
+            ratio = _contrast(mcolors.to_rgb(t.get_color()), cell)
+            assert ratio >= 4.5, (ax.get_title(), t.get_text(), t.get_color(), cell, ratio)
+
+
+def _check_labels_apart(fig):
+    """Titles, axis labels and the figure title overlap neither each other nor another
+    panel's plotting area."""
+    r = fig.canvas.get_renderer()
+    texts = [fig._suptitle] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+    gap = 2  # pixels each side: text that merely touches its neighbour fails too
+    boxes = [(t, t.get_window_extent(r).padded(gap)) for t in texts
+             if t.get_text() and t.get_visible()]
+    for i, (t, box) in enumerate(boxes):
+        for u, other in boxes[i + 1:]:
+            assert not box.overlaps(other), (t.get_text(), u.get_text())
+        for ax in fig.axes:
+            if t in (ax.title, ax.xaxis.label, ax.yaxis.label) or not ax.get_visible():
+                continue
+            assert not box.overlaps(ax.get_window_extent(r)), (t.get_text(), ax.get_title())
+
+
+def test_every_picture_writes_a_png(images, tmp_path, figures):
     photo, gray, digit = images
     assert viz.plot_image_as_tensor(photo, digit, tmp_path / "1.png")["photo_shape"] == (24, 24, 3)
     shapes = viz.plot_kernel_gallery(gray, tmp_path / "2.png")
@@ -87,13 +156,37 @@ def test_every_picture_writes_a_png(images, tmp_path):
     assert viz.plot_training_curves(hist, tmp_path / "9.png")["epochs"] == 2
     for i in range(1, 10):
         assert _png(tmp_path / f"{i}.png")
+    assert figures == [f"{i}.png" for i in range(1, 10)]  # each checked by the fixture
 
 
-def test_visualize_example_writes_nine_pictures(tmp_path):
+def test_the_picture_checks_can_fail():
+    """Red digits on a dark cell, white on yellow and two titles on top of each other
+    are caught (the old §9 and §4 pictures)."""
+    import matplotlib.colors as mcolors
+
+    plt = viz._plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(3, 2))
+    for cmap, value, color in (("Greys", 3, "red"), ("viridis", 9, "white")):
+        a.clear()
+        a.imshow(np.array([[value, 0], [0, 0]]), cmap=cmap, vmin=0, vmax=max(value, 4))
+        a.text(0, 0, str(value), color=color)
+        with pytest.raises(AssertionError):
+            _check_cell_text(fig, mcolors)
+        a.texts[0].set_color(viz._text_color(a.images[0].to_rgba(value)))
+        _check_cell_text(fig, mcolors)
+    a.set_title("a long title that runs into the next one")
+    b.set_title("and the next one")
+    fig.canvas.draw()
+    with pytest.raises(AssertionError):
+        _check_labels_apart(fig)
+    plt.close(fig)
+
+
+def test_visualize_example_writes_nine_pictures(tmp_path, figures):
     import visualize  # examples/ is on the test path (pyproject)
 
     written = visualize.main(["--out", str(tmp_path), "--epochs", "1"])
-    assert len(written) == 9
+    assert len(written) == 9 and sorted(figures) == sorted(written)  # each one checked
     for name in written:
         assert _png(tmp_path / name)
 
@@ -120,7 +213,7 @@ def test_confusion_matrix_counts_against_a_loop():
     assert cm.sum() == 50 and np.trace(cm) == np.sum(labels == predicted)
 
 
-def test_confusion_matrix_picture_and_errors(tmp_path):
+def test_confusion_matrix_picture_and_errors(tmp_path, figures):
     out = viz.plot_confusion_matrix(np.array([[5, 0, 0], [1, 3, 1], [0, 0, 4]]),
                                     tmp_path / "cm.png", ["x", "y", "z"])
     assert out == {"accuracy": 12 / 14, "worst_class": "y"}  # recalls 1, 3/5, 1

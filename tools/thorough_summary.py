@@ -1,4 +1,4 @@
-"""Sum up a ``make thorough`` run: ``python tests/thorough_summary.py [LOG ...]``.
+"""Sum up a ``make thorough`` run: ``python tools/thorough_summary.py [LOG ...]``.
 
 ``make thorough`` leaves one ``tests/<module>.thorough.log`` per test module
 (pytest's ``-q`` output with ``--hypothesis-show-statistics``).  This reads them

@@ -1,10 +1,10 @@
 """Find conv shapes that make XLA abort the process while compiling.
 
-``python tests/abort_sweep.py [--kind conv|transpose] [--cases 2000] [--workers 2]
+``python tools/abort_sweep.py [--kind conv|transpose] [--cases 2000] [--workers 2]
 [--seed 0] [--out FILE]``
 
 Each worker is a subprocess that draws cases from the test suite's own strategy
-(``cases.conv_cases`` or ``cases.transpose_cases``: the space the properties
+(``tests/cases.py``' ``conv_cases`` or ``transpose_cases``: the space the properties
 draw from) with the test suite's JAX settings (f64 on, most optimisations off),
 and for each case compiles, one at a time, the programs a property compiles.
 ``--kind conv`` (test_conv.py's properties):
@@ -35,7 +35,8 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")  # the suite's strategies (cases.py) and oracles
 
 
 def _transpose_parts(c):
@@ -74,7 +75,7 @@ def _transpose_parts(c):
 
 
 def worker(seed: int, count: int, kind: str = "conv") -> None:
-    sys.path[:0] = [HERE, os.path.dirname(HERE)]
+    sys.path[:0] = [TESTS, ROOT]
     import jax
 
     jax.config.update("jax_enable_x64", True)

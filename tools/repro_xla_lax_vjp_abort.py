@@ -2,29 +2,29 @@
 compiling a ``lax.conv_general_dilated`` — both found in the test suite's oracles,
 never in jcnn's own programs.
 
-``python tests/repro_xla_lax_vjp_abort.py`` — the VJP of a stride-2 conv whose 5-row
+``python tools/repro_xla_lax_vjp_abort.py`` — the VJP of a stride-2 conv whose 5-row
 kernel covers the whole padded input (1 row + 2 + 2 padding):
 
     F algebraic_simplifier.cc:586] Check failed: computation->Accept(this) is OK
     (INVALID_ARGUMENT: Window dimensions do not match RHS shape: ...)
 
-Found by ``tests/abort_sweep.py`` (seed 800) in the oracle part ("lax-vjp") of the
+Found by ``tools/abort_sweep.py`` (seed 800) in the oracle part ("lax-vjp") of the
 conv properties; jcnn's own forward + VJP for the same shape compiles and matches its
 plain autodiff.  Seen on jax/jaxlib 0.10.2 (CPU), with and without
-``jax_disable_most_optimizations``.  Run: ``python tests/repro_xla_lax_vjp_abort.py``
+``jax_disable_most_optimizations``.  Run: ``python tools/repro_xla_lax_vjp_abort.py``
 (expect exit status 134, SIGABRT, while XLA compiles).
 
 The same convolution written as ``jnp.pad`` followed by a ``VALID`` lax convolution
 differentiates and compiles fine; that is how ``tests/oracles.py`` computes the oracle,
 and this shape is pinned as an ``@example`` of ``test_vjp_matches_lax_and_plain_autodiff``.
 
-``python tests/repro_xla_lax_vjp_abort.py transpose`` — a grouped 3-D convolution
+``python tools/repro_xla_lax_vjp_abort.py transpose`` — a grouped 3-D convolution
 with ``lhs_dilation`` 2 on the middle dim, kernel dilation 2 on the others and
 padding 1 on the last (a transposed convolution written the usual way, as
 ``test_conv_transpose.py``'s oracle was): the
 same ``algebraic_simplifier.cc:586`` CHECK ("Window dimensions do not match RHS
 shape"), with and without ``jax_disable_most_optimizations``.  Found by
-``python tests/abort_sweep.py --kind transpose`` (seed 1000) after a thorough run
+``python tools/abort_sweep.py --kind transpose`` (seed 1000) after a thorough run
 aborted in that module.  Spreading the input with ``lax.pad`` and running a ``VALID``
 stride-1 convolution is not enough (seed 1001 aborted again: XLA's simplifier folds
 the pad back into the convolution); the oracle now puts an optimisation barrier
