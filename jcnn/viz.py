@@ -6,22 +6,22 @@ The helpers that compute those numbers (``pixel_usage``, ``conv_vs_dense_params`
 ``max_pool_routes``) need no matplotlib.
 
 Numbers written on a heat map's cells are black or white, whichever contrasts more
-with the cell (``_annotate``); figures use matplotlib's constrained layout, which
+with the cell (:mod:`jcnn._viz_style`); figures use matplotlib's constrained layout, which
 keeps titles, colour bars and labels apart.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _viz_style as style
+from ._viz_numbers import CLASSIC_KERNELS, conv_vs_dense_params, max_pool_routes, pixel_usage
+from ._viz_training import confusion_matrix, plot_confusion_matrix, plot_training_curves
 from .convolution import conv, convolve2d, rot180
 from .padding import output_size
-from .pooling import max_pool2d
 
 __all__ = [
     "CLASSIC_KERNELS",
@@ -42,124 +42,6 @@ __all__ = [
 ]
 
 
-def _gauss(n=5, sigma=1.0):
-    r = np.arange(n) - n // 2
-    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-CLASSIC_KERNELS = {
-    "Sobel (horizontal edges)": np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float),
-    "Sobel (vertical edges)": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], float),
-    "Laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float),
-    "box blur 5x5": np.full((5, 5), 1 / 25),
-    "Gaussian blur 5x5": _gauss(),
-    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], float),
-}
-
-
-# ------------------------------------------------------------------ numbers
-def pixel_usage(n: int, f: int, padding="VALID") -> np.ndarray:
-    """How many windows each pixel of an ``n×n`` image takes part in (§4).
-
-    Computed with jcnn's own backward: the gradient of Σ conv(x, ones) with
-    respect to ``x`` counts, for each pixel, the windows that read it.
-
-    Examples:
-      >>> from jcnn import viz
-      >>> viz.pixel_usage(4, 3).tolist()[0]
-      [1, 2, 2, 1]
-    """
-    x = jnp.zeros((1, n, n, 1), jnp.float32)
-    w = jnp.ones((f, f, 1, 1), jnp.float32)
-    g = jax.grad(lambda x: jnp.sum(conv(x, w, padding=padding)))(x)
-    return np.asarray(g[0, :, :, 0]).round().astype(int)
-
-
-def conv_vs_dense_params(n: int, c_in: int, f: int, c_out: int, padding="SAME") -> dict:
-    """Parameters of an ``f×f`` conv layer vs a dense layer with the same input and
-    output sizes, for an ``n×n×c_in`` input (§8).
-
-    Examples:
-      >>> from jcnn import viz
-      >>> viz.conv_vs_dense_params(28, 1, 3, 8)
-      {'conv': 80, 'dense': 4923520, 'out': (28, 28, 8)}
-    """
-    m = output_size(n, f, padding=padding)
-    conv_params = f * f * c_in * c_out + c_out
-    n_in, n_out = n * n * c_in, m * m * c_out
-    return {"conv": conv_params, "dense": n_in * n_out + n_out, "out": (m, m, c_out)}
-
-
-def max_pool_routes(x: np.ndarray, window: int = 2, stride: int | None = None) -> np.ndarray:
-    """Which element of each window receives the gradient (the §11 mask).
-
-    Returns, for a 2-D input, an int array: at each input position, how many
-    windows route their gradient there (the first maximum in row-major order).
-
-    Examples:
-      >>> import numpy as np
-      >>> from jcnn import viz
-      >>> viz.max_pool_routes(np.array([[1.0, 2.0], [3.0, 3.0]])).tolist()
-      [[0, 0], [1, 0]]
-    """
-    x = jnp.asarray(x, jnp.float32)[None, :, :, None]
-    y, vjp = jax.vjp(lambda x: max_pool2d(x, window, stride=stride), x)
-    (g,) = vjp(jnp.ones_like(y))
-    return np.asarray(g[0, :, :, 0]).round().astype(int)
-
-
-# ------------------------------------------------------------------ figures
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _figure(rows=1, cols=1, **kw):
-    """``plt.subplots`` with constrained layout (titles, colour bars, labels kept apart)."""
-    return _plt().subplots(rows, cols, layout="constrained", **kw)
-
-
-def _save(fig, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    _plt().close(fig)
-    return path
-
-
-def _luminance(rgb) -> float:
-    """WCAG relative luminance of an sRGB colour with components in [0, 1]."""
-    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
-def _text_color(rgb) -> str:
-    """Black or white, whichever contrasts more with a cell of colour ``rgb``
-    (contrast ``(L1 + 0.05) / (L2 + 0.05)``: black wins above luminance ~0.18)."""
-    return "black" if (_luminance(rgb) + 0.05) ** 2 > 1.05 * 0.05 else "white"
-
-
-def _annotate(ax, image, values, labels=None, **text):
-    """Write each cell's value (or ``labels``) on ``image``, an ``imshow`` of
-    ``values``, in the colour that contrasts most with the cell under it."""
-    values = np.asarray(values)
-    for (r, c), v in np.ndenumerate(values):
-        label = f"{v:g}" if labels is None else labels[r][c]
-        ax.text(c, r, label, ha="center", va="center",
-                color=_text_color(image.cmap(image.norm(v))), **text)
-
-
-def _no_ticks(axes):
-    for ax in np.ravel(axes):
-        ax.set_xticks([])
-        ax.set_yticks([])
-
-
 def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
     """§2: a colour photo as three channel matrices; a digit as its numbers.
 
@@ -170,7 +52,7 @@ def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
       >>> viz.plot_image_as_tensor(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), out / 'a.png')
       {'photo_shape': (8, 8, 3), 'digit_shape': (8, 8)}
     """
-    fig, axes = _figure(1, 5, figsize=(17, 3.6))
+    fig, axes = style.figure(1, 5, figsize=(17, 3.6))
     axes[0].imshow(photo)
     axes[0].set_title(f"photo {photo.shape[0]}×{photo.shape[1]}×{photo.shape[2]}")
     for i, (ax, name, cmap) in enumerate(zip(axes[1:4], "RGB", ["Reds", "Greens", "Blues"])):
@@ -178,10 +60,10 @@ def plot_image_as_tensor(photo: np.ndarray, digit: np.ndarray, path) -> dict:
         ax.set_title(f"{name} channel (0–255)")
         fig.colorbar(im, ax=ax, fraction=0.046)
     im = axes[4].imshow(digit, cmap="gray_r")
-    _annotate(axes[4], im, digit, [[f"{int(v)}" for v in row] for row in digit], fontsize=7)
+    style.annotate(axes[4], im, digit, [[f"{int(v)}" for v in row] for row in digit], fontsize=7)
     axes[4].set_title(f"a digit is a {digit.shape[0]}×{digit.shape[1]} matrix")
-    _no_ticks(axes)
-    _save(fig, path)
+    style.no_ticks(axes)
+    style.save(fig, path)
     return {"photo_shape": photo.shape, "digit_shape": digit.shape}
 
 
@@ -197,7 +79,7 @@ def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
     """
     kernels = kernels or CLASSIC_KERNELS
     cols = 1 + len(kernels)
-    fig, axes = _figure(2, cols, figsize=(2.3 * cols, 5.0),
+    fig, axes = style.figure(2, cols, figsize=(2.3 * cols, 5.0),
                         gridspec_kw={"height_ratios": [3, 2]})
     axes[0, 0].imshow(gray, cmap="gray")
     axes[0, 0].set_title("input (grayscale)", fontsize=9)
@@ -214,11 +96,11 @@ def plot_kernel_gallery(gray: np.ndarray, path, kernels=None) -> dict:
         top = np.abs(k).max()
         im = axes[1, i].imshow(k, cmap="coolwarm", vmin=-top, vmax=top)
         small = k.shape[0] > 3  # 5×5 kernels: two decimals, small type
-        _annotate(axes[1, i], im, k, [[f"{v:.2f}" if small else f"{v:g}" for v in row]
+        style.annotate(axes[1, i], im, k, [[f"{v:.2f}" if small else f"{v:g}" for v in row]
                                       for row in k], fontsize=6 if small else 9)
-    _no_ticks(axes)
+    style.no_ticks(axes)
     fig.suptitle("kernel convolution  G[m,n] = Σ_j Σ_k h[j,k] f[m−j, n−k]")
-    _save(fig, path)
+    style.save(fig, path)
     return shapes
 
 
@@ -233,17 +115,17 @@ def plot_pixel_usage(n: int, f: int, path) -> dict:
       True
     """
     valid, same = pixel_usage(n, f, "VALID"), pixel_usage(n, f, "SAME")
-    fig, axes = _figure(1, 2, figsize=(9.5, 4.4))
+    fig, axes = style.figure(1, 2, figsize=(9.5, 4.4))
     for ax, counts, title in ((axes[0], valid, f"valid: output {n - f + 1}×{n - f + 1}"),
                               (axes[1], same, f"same (p = {(f - 1) // 2}): output {n}×{n}")):
         im = ax.imshow(counts, cmap="viridis", vmin=0, vmax=f * f)
-        _annotate(ax, im, counts, fontsize=9)
+        style.annotate(ax, im, counts, fontsize=9)
         ax.set_title(title)
         ax.set_xlabel("column")
         ax.set_ylabel("row")
     fig.colorbar(im, ax=axes, shrink=0.9, label="windows using the pixel")
     fig.suptitle(f"{n}×{n} image, {f}×{f} kernel: border pixels are used less")
-    _save(fig, path)
+    style.save(fig, path)
     return {"valid": valid, "same": same}
 
 
@@ -260,7 +142,7 @@ def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
     k = CLASSIC_KERNELS["Sobel (vertical edges)"][:, :, None, None]
     x = jnp.asarray(gray, jnp.float32)[None, :, :, None]
     sizes = {}
-    fig, axes = _figure(1, len(strides), figsize=(4 * len(strides), 4))
+    fig, axes = style.figure(1, len(strides), figsize=(4 * len(strides), 4))
     for ax, s in zip(axes, strides):
         out = conv(x, jnp.asarray(k, jnp.float32), stride=s)[0, :, :, 0]
         n_out = output_size(gray.shape[0], f, stride=s)
@@ -268,8 +150,8 @@ def plot_strides(gray: np.ndarray, path, strides=(1, 2, 3), f: int = 3) -> dict:
         assert out.shape == sizes[s]
         ax.imshow(out, cmap="gray")
         ax.set_title(f"stride {s}: ⌊({gray.shape[0]} − {f})/{s}⌋ + 1 = {n_out}")
-    _no_ticks(axes)
-    _save(fig, path)
+    style.no_ticks(axes)
+    style.save(fig, path)
     return sizes
 
 
@@ -293,7 +175,7 @@ def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
     maps = np.asarray(conv(x, jnp.asarray(filters, jnp.float32), padding="SAME")[0])
     # one row per input channel: the channel, then each filter's slice for it; the
     # last row: each filter's feature map, the sum over the three channels
-    fig, axes = _figure(4, 5, figsize=(12, 10), gridspec_kw={"height_ratios": [1, 1, 1, 1.6]})
+    fig, axes = style.figure(4, 5, figsize=(12, 10), gridspec_kw={"height_ratios": [1, 1, 1, 1.6]})
     top = np.abs(filters).max(axis=(0, 1, 2))  # one colour scale per filter
     for c, (name, cmap) in enumerate(zip(("R", "G", "B"), ("Reds", "Greens", "Blues"))):
         axes[c, 0].imshow(photo[:, :, c], cmap=cmap)
@@ -301,7 +183,7 @@ def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
         for j in range(4):
             k = filters[:, :, c, j]
             im = axes[c, j + 1].imshow(k, cmap="coolwarm", vmin=-top[j], vmax=top[j])
-            _annotate(axes[c, j + 1], im, k, [[f"{v:.2g}" for v in row] for row in k],
+            style.annotate(axes[c, j + 1], im, k, [[f"{v:.2g}" for v in row] for row in k],
                       fontsize=8)
             axes[c, j + 1].set_title(f"filter {j}, channel {c}", fontsize=9)
     axes[3, 0].imshow(photo)
@@ -309,10 +191,10 @@ def plot_volumes(photo: np.ndarray, path, seed: int = 0) -> dict:
     for j in range(4):
         axes[3, j + 1].imshow(maps[:, :, j], cmap="gray")
         axes[3, j + 1].set_title(f"feature map {j} = Σ over channels", fontsize=9)
-    _no_ticks(axes)
+    style.no_ticks(axes)
     fig.suptitle(f"[{photo.shape[0]}, {photo.shape[1]}, 3] * [3, 3, 3] × 4 filters → "
                  f"{list(maps.shape)}")
-    _save(fig, path)
+    style.save(fig, path)
     return {"maps_shape": maps.shape, "filters_shape": filters.shape}
 
 
@@ -335,7 +217,7 @@ def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dic
     a = np.asarray(jnp.maximum(z, 0)[0])
     cols = min(n, 8)
     rows = math.ceil(n / cols)
-    fig, axes = _figure(2 * rows, cols + 1, figsize=(1.5 * (cols + 1), 3.3 * rows))
+    fig, axes = style.figure(2 * rows, cols + 1, figsize=(1.5 * (cols + 1), 3.3 * rows))
     axes = np.atleast_2d(axes)
     axes[0, 0].imshow(digit, cmap="gray_r")
     axes[0, 0].set_title("input", fontsize=9)
@@ -350,10 +232,10 @@ def plot_filters_and_maps(w: np.ndarray, digit: np.ndarray, path, b=None) -> dic
         r, c = divmod(i, cols)
         axes[2 * r, c + 1].axis("off")
         axes[2 * r + 1, c + 1].axis("off")
-    _no_ticks(axes)
+    style.no_ticks(axes)
     fig.suptitle("trained first-layer kernels W and, under each, its map "
                  "A = relu(W * x + b)")
-    _save(fig, path)
+    style.save(fig, path)
     return {"maps_shape": a.shape}
 
 
@@ -372,21 +254,21 @@ def plot_backprop(path, kernel=None, x=None) -> dict:
          if x is None else x)
     rotated = np.asarray(rot180(jnp.asarray(kernel)[:, :, None, None])[:, :, 0, 0])
     routes = max_pool_routes(x, 2)
-    fig, axes = _figure(1, 4, figsize=(14, 4.2))
+    fig, axes = style.figure(1, 4, figsize=(14, 4.2))
     for ax, m, title in ((axes[0], kernel, "kernel W"),
                          (axes[1], rotated, "rot180(W), for dA")):
-        _annotate(ax, ax.imshow(m, cmap="Blues"), m, fontsize=11)
+        style.annotate(ax, ax.imshow(m, cmap="Blues"), m, fontsize=11)
         ax.set_title(title)
     tied = np.zeros(x.shape, bool)  # a maximum its 2×2 window shares with another cell
     for (r, c), v in np.ndenumerate(x):
         win = x[r - r % 2:r - r % 2 + 2, c - c % 2:c - c % 2 + 2]
         tied[r, c] = v == win.max() and (win == v).sum() > 1
     labels = [[f"{v:g}*" if t else f"{v:g}" for v, t in zip(*rows)] for rows in zip(x, tied)]
-    _annotate(axes[2], axes[2].imshow(x, cmap="Greys"), x, labels, fontsize=11)
+    style.annotate(axes[2], axes[2].imshow(x, cmap="Greys"), x, labels, fontsize=11)
     for r, c in zip(*np.nonzero(tied)):
-        axes[2].add_patch(_plt().Rectangle((c - 0.42, r - 0.42), 0.84, 0.84, fill=False,
+        axes[2].add_patch(style.plt().Rectangle((c - 0.42, r - 0.42), 0.84, 0.84, fill=False,
                                            edgecolor="tab:red", linewidth=2))
-    _annotate(axes[3], axes[3].imshow(routes, cmap="Oranges", vmin=0,
+    style.annotate(axes[3], axes[3].imshow(routes, cmap="Oranges", vmin=0,
                                       vmax=max(routes.max(), 1)), routes, fontsize=11)
     for ax in axes[2:]:
         for k in range(0, max(x.shape) + 1, 2):
@@ -394,8 +276,8 @@ def plot_backprop(path, kernel=None, x=None) -> dict:
             ax.axvline(k - 0.5, color="tab:blue", lw=2)
     axes[2].set_title("input, 2×2 windows\n(* = a tied maximum)")
     axes[3].set_title("mask: each window's gradient\ngoes to its first maximum")
-    _no_ticks(axes)
-    _save(fig, path)
+    style.no_ticks(axes)
+    style.save(fig, path)
     return {"rotated": rotated, "routes": routes}
 
 
@@ -412,7 +294,7 @@ def plot_sharing(path, layers=((32, 3, 3, 32), (28, 1, 5, 32), (14, 32, 5, 64),
     """
     rows = [dict(conv_vs_dense_params(n, c, f, o), label=f"{n}×{n}×{c}\n{f}×{f}→{o}")
             for n, c, f, o in layers]
-    fig, ax = _figure(figsize=(8, 4.4))
+    fig, ax = style.figure(figsize=(8, 4.4))
     idx = np.arange(len(rows))
     ax.bar(idx - 0.2, [r["conv"] for r in rows], 0.4, label="conv layer")
     ax.bar(idx + 0.2, [r["dense"] for r in rows], 0.4, label="dense, same in/out sizes")
@@ -425,82 +307,5 @@ def plot_sharing(path, layers=((32, 3, 3, 32), (28, 1, 5, 32), (14, 32, 5, 64),
         ax.text(i + 0.2, r["dense"], f"{r['dense']:,}", ha="center", va="bottom", fontsize=7)
     ax.legend(loc="upper left", ncols=2)
     ax.set_title("sparse connections and weight sharing")
-    _save(fig, path)
+    style.save(fig, path)
     return rows
-
-
-def plot_training_curves(history, path) -> dict:
-    """Loss and accuracy per epoch (``history`` with train/test loss and accuracy lists).
-
-    Examples:
-      >>> import pathlib, tempfile, numpy as np
-      >>> from jcnn import viz
-      >>> out = pathlib.Path(tempfile.mkdtemp())
-      >>> h = {'train_loss': [1.0, 0.5], 'test_loss': [1.1, 0.6],
-      ...      'train_accuracy': [0.5, 0.8], 'test_accuracy': [0.4, 0.7]}
-      >>> viz.plot_training_curves(h, out / 't.png')
-      {'epochs': 2}
-    """
-    from matplotlib.ticker import MaxNLocator
-
-    h = history if isinstance(history, dict) else history.as_dict()
-    epochs = np.arange(1, len(h["train_loss"]) + 1)
-    fig, (a, b) = _figure(1, 2, figsize=(9, 3.5))
-    a.plot(epochs, h["train_loss"], "o-", label="train")
-    a.plot(epochs, h["test_loss"], "o-", label="test")
-    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    a.legend()
-    b.plot(epochs, h["train_accuracy"], "o-", label="train")
-    b.plot(epochs, h["test_accuracy"], "o-", label="test")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    b.legend()
-    for ax in (a, b):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _save(fig, path)
-    return {"epochs": len(epochs)}
-
-
-def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
-    """``cm[i, j]``: how many examples of class ``i`` were predicted as ``j``.
-
-    Examples:
-      >>> from jcnn import viz
-      >>> viz.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3).tolist()
-      [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
-    """
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    if labels.shape != predictions.shape or labels.ndim != 1:
-        raise ValueError(f"confusion_matrix: labels {labels.shape} and predictions "
-                         f"{predictions.shape} must be equal-length vectors")
-    for name, v in (("labels", labels), ("predictions", predictions)):
-        if v.size and (v.min() < 0 or v.max() >= num_classes):
-            raise ValueError(f"confusion_matrix: {name} must lie in [0, {num_classes})")
-    cm = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(cm, (labels, predictions), 1)
-    return cm
-
-
-def plot_confusion_matrix(cm: np.ndarray, path, class_names=None) -> dict:
-    """The confusion matrix as a heat map, rows normalised to recall, counts written
-    in; the diagonal is each class's recall.
-
-    Examples:
-      >>> import pathlib, tempfile, numpy as np
-      >>> from jcnn import viz
-      >>> out = pathlib.Path(tempfile.mkdtemp())
-      >>> viz.plot_confusion_matrix(np.array([[8, 2], [1, 9]]), out / 'cm.png', ['a', 'b'])
-      {'accuracy': 0.85, 'worst_class': 'a'}
-    """
-    cm = np.asarray(cm)
-    k = len(cm)
-    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
-    recall = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = _figure(figsize=(1.4 + 0.6 * k, 1.2 + 0.6 * k))
-    im = ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
-    _annotate(ax, im, recall, [[str(v) for v in row] for row in cm], fontsize=7)
-    ax.set_xticks(range(k), names, rotation=45, ha="right")
-    ax.set_yticks(range(k), names)
-    ax.set(xlabel="predicted", ylabel="true", title="test set (row = true class)")
-    _save(fig, path)
-    worst = int(np.argmin(np.diag(recall)))
-    return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "worst_class": names[worst]}

@@ -30,7 +30,7 @@ ORDER = [
     "_layer_shapes", "layer", "combinators", "summary", "_layers_conv", "_layers_pool",
     "_nn_vocab", "_nn_extra", "torch_weights", "nn",
     # training, data, files, pictures
-    "data", "checkpoint", "training", "viz",
+    "data", "checkpoint", "training", "_viz_style", "_viz_numbers", "_viz_training", "viz",
     "__init__",
 ]
 

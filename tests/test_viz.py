@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jcnn import _viz_style as style
 from jcnn import viz
 
 
@@ -76,11 +77,11 @@ def _contrast(a, b):
 
 
 def test_text_color_by_hand():
-    assert viz._text_color((1, 1, 1)) == "black" and viz._text_color((0, 0, 0)) == "white"
-    assert viz._text_color((1, 1, 0)) == "black"  # yellow: luminance 0.93
-    assert viz._text_color((0, 0, 1)) == "white"  # blue: 0.07
-    assert viz._text_color((0.5, 0.5, 0.5)) == "black"  # 0.21: black 5.3:1, white 3.9:1
-    assert viz._text_color((0.4, 0.4, 0.4)) == "white"  # 0.13: white 5.9:1, black 3.7:1
+    assert style.text_color((1, 1, 1)) == "black" and style.text_color((0, 0, 0)) == "white"
+    assert style.text_color((1, 1, 0)) == "black"  # yellow: luminance 0.93
+    assert style.text_color((0, 0, 1)) == "white"  # blue: 0.07
+    assert style.text_color((0.5, 0.5, 0.5)) == "black"  # 0.21: black 5.3:1, white 3.9:1
+    assert style.text_color((0.4, 0.4, 0.4)) == "white"  # 0.13: white 5.9:1, black 3.7:1
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def figures(monkeypatch):
     import matplotlib.colors as mcolors
 
     seen = []
-    save = viz._save
+    save = style.save
 
     def checked(fig, path):
         seen.append(Path(path).name)
@@ -98,7 +99,7 @@ def figures(monkeypatch):
         _check_labels_apart(fig)
         return save(fig, path)
 
-    monkeypatch.setattr(viz, "_save", checked)
+    monkeypatch.setattr(style, "save", checked)
     return seen
 
 
@@ -164,7 +165,7 @@ def test_the_picture_checks_can_fail():
     are caught (the old §9 and §4 pictures)."""
     import matplotlib.colors as mcolors
 
-    plt = viz._plt()
+    plt = style.plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(3, 2))
     for cmap, value, color in (("Greys", 3, "red"), ("viridis", 9, "white")):
         a.clear()
@@ -172,7 +173,7 @@ def test_the_picture_checks_can_fail():
         a.text(0, 0, str(value), color=color)
         with pytest.raises(AssertionError):
             _check_cell_text(fig, mcolors)
-        a.texts[0].set_color(viz._text_color(a.images[0].to_rgba(value)))
+        a.texts[0].set_color(style.text_color(a.images[0].to_rgba(value)))
         _check_cell_text(fig, mcolors)
     a.set_title("a long title that runs into the next one")
     b.set_title("and the next one")
