@@ -27,11 +27,17 @@ from .convolution import conv as conv
 from .convolution import conv1d as conv1d
 from .convolution import conv2d as conv2d
 from .convolution import conv3d as conv3d
-from .transposed_conv import conv_transpose as conv_transpose
 from .convolution import convolve2d as convolve2d
 from .convolution import rot180 as rot180
+from .elementwise_losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
+from .elementwise_losses import huber_loss as huber_loss
+from .elementwise_losses import mean_squared_error as mean_squared_error
+from .feature_norm import group_norm as group_norm
+from .feature_norm import instance_norm as instance_norm
+from .feature_norm import layer_norm as layer_norm
 from .linear import dense as dense
 from .linear import flatten as flatten
+from .losses import focal_loss as focal_loss
 from .losses import softmax_cross_entropy as softmax_cross_entropy
 from .normalization import batch_norm as batch_norm
 from .normalization import batch_norm_inference as batch_norm_inference
@@ -56,14 +62,18 @@ from .pooling import max_pool as max_pool
 from .pooling import max_pool1d as max_pool1d
 from .pooling import max_pool2d as max_pool2d
 from .pooling import max_pool3d as max_pool3d
+from .smooth_activations import elu as elu
+from .smooth_activations import gelu as gelu
+from .smooth_activations import hard_swish as hard_swish
+from .smooth_activations import silu as silu
+from .smooth_activations import softplus as softplus
+from .transposed_conv import conv_transpose as conv_transpose
 from .unpooling import max_pool_with_indices as max_pool_with_indices
 from .unpooling import max_unpool as max_unpool
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PADDING_MODES",
-    "ConvPlan",
     "adaptive_avg_pool",
     "adaptive_max_pool",
     "avg_pool",
@@ -72,6 +82,7 @@ __all__ = [
     "avg_pool3d",
     "batch_norm",
     "batch_norm_inference",
+    "binary_cross_entropy_with_logits",
     "border_pad",
     "conv",
     "conv1d",
@@ -79,8 +90,12 @@ __all__ = [
     "conv3d",
     "conv_transpose",
     "convolve2d",
+    "ConvPlan",
     "dense",
+    "elu",
     "flatten",
+    "focal_loss",
+    "gelu",
     "global_avg_pool",
     "global_avg_pool1d",
     "global_avg_pool2d",
@@ -89,6 +104,11 @@ __all__ = [
     "global_max_pool1d",
     "global_max_pool2d",
     "global_max_pool3d",
+    "group_norm",
+    "hard_swish",
+    "huber_loss",
+    "instance_norm",
+    "layer_norm",
     "leaky_relu",
     "log_softmax",
     "max_pool",
@@ -97,24 +117,29 @@ __all__ = [
     "max_pool3d",
     "max_pool_with_indices",
     "max_unpool",
+    "mean_squared_error",
     "nn",
     "output_size",
+    "PADDING_MODES",
     "padding_pairs",
     "relu",
     "rot180",
     "same_padding",
     "sigmoid",
+    "silu",
     "softmax",
     "softmax_cross_entropy",
+    "softplus",
     "tanh",
 ]
 
 _SUBMODULES = ("activations", "adaptive_pooling", "augment", "checkpoint", "combinators",
                "conv_arrangements", "conv_backward", "conv_forward", "conv_geometry",
-               "conv_pallas", "conv_pallas_depthwise", "conv_pallas_dgrad", "conv_pallas_wgrad",
-               "conv_phases", "conv_plan", "conv_policy_table", "convolution", "data", "layer",
-               "linear", "losses", "nn", "normalization", "padding", "pooling", "summary",
-               "training", "transposed_conv", "unpooling", "viz", "window")
+               "conv_mosaic", "conv_pallas", "conv_pallas_depthwise", "conv_pallas_dgrad",
+               "conv_pallas_wgrad", "conv_phases", "conv_plan", "conv_policy_table", "convolution",
+               "data", "elementwise_losses", "feature_norm", "layer", "linear", "losses", "nn",
+               "normalization", "padding", "pooling", "smooth_activations", "summary", "training",
+               "transposed_conv", "unpooling", "viz", "window")
 
 
 def __getattr__(name):

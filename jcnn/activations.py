@@ -23,7 +23,9 @@ log_softmax    Z − log Σ e^Z                     dZ = dA − softmax(Z) Σ dA
 =============  ================================  ==============================
 
 NaN inputs give NaN outputs; ``relu``/``leaky_relu`` send zero (resp. ``α``)
-gradient through a NaN, since ``NaN > 0`` is false.
+gradient through a NaN, since ``NaN > 0`` is false.  ReLU's smooth successors
+(``gelu``, ``silu``, ``elu``, ``softplus``, ``hard_swish``) are in
+`jcnn.smooth_activations`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ mapped axis too — synchronised batch norm for ``shard_map``/``pmap``/``vmap``
 data parallelism, each device holding an equal share of the batch.
 
 Low-precision inputs (bf16, f16) are normalised in f32 and the result cast
-back; the returned statistics are f32.
+back; the returned statistics are f32.  The normalisations with per-example
+statistics (layer, group, instance norm) are in `jcnn.feature_norm`, with the
+same closed-form backward.
 """
 
 from __future__ import annotations
