@@ -61,14 +61,17 @@ def _cpu(cpu: dict) -> dict:
 
 def _contracted(part: str, r: dict) -> tuple[int, int]:
     """(contracted, produced) channels of ``part`` on layer ``r``: the forward and dW
-    contract C_in into C_out, dX the reverse."""
-    c_in, c_out = r["x"][-1], r["w"][-1]
+    contract C_in into C_out, dX the reverse (per group)."""
+    c_in, c_out = r["w"][-2], r["w"][-1] // r["groups"]
     return (c_out, c_in) if part == "dx" else (c_in, c_out)
 
 
 def _case(kind: str, r: dict, dtype: str) -> tuple[tuple, tuple[int, int]]:
+    """A measured layer as a region case: ``groups`` is ``"depthwise"`` for one input
+    channel per group (any channel count), else the number of groups."""
     nd = len(r["w"]) - 2
-    return ((dtype, tuple(r["w"][:-2]), (r["stride"],) * nd, (1,) * nd, r["groups"]),
+    groups = "depthwise" if r["groups"] > 1 and r["w"][-2] == 1 else r["groups"]
+    return ((dtype, tuple(r["w"][:-2]), (r["stride"],) * nd, (1,) * nd, groups),
             _contracted(kind, r))
 
 
@@ -129,7 +132,7 @@ def _gpu(sweep: dict, offline: list | None = None, shapes: dict | None = None) -
                 elif ch in chs:
                     chs.remove(ch)
     pallas = {part: [] for part in PARTS.values()}
-    for (key, part), chs in sorted(wins.items()):
+    for (key, part), chs in sorted(wins.items(), key=lambda kv: repr(kv[0])):
         if not chs:
             continue
         d, win, s, dil, g = key
@@ -149,7 +152,7 @@ def derive() -> dict:
     if offline_path.exists():
         from .gpu_offline import layers
 
-        offline, shapes = json.loads(offline_path.read_text()), layers()
+        offline, shapes = json.loads(offline_path.read_text())["results"], layers()
     gpu = _gpu(sweep, offline, shapes)
     return {"cpu": _cpu(cpu),
             "accelerator": {"block_bytes": cpu["chosen"]["accelerator_block_bytes"],

@@ -14,6 +14,10 @@ differ only in how the work is laid out for the compiler:
 :mod:`jcnn.conv_pallas_wgrad`, :mod:`jcnn.conv_pallas_depthwise`; Triton) and a
 Hopper forward (:mod:`jcnn.conv_mosaic`; Mosaic GPU).
 
+Forward arrangements return the accumulation dtype (f32 for bf16/f16), except
+the fused forward kernel, which rounds to the input's dtype itself; dX and dW
+arrangements return their inputs' dtype.
+
 Each entry is an :class:`Arrangement`: its function, called as
 ``fn(a, b, geo, *, block, precision, platforms, conv)`` (``conv`` is the planned
 convolution, for the arrangements that nest one), and ``supports(geo, dtype)``,
@@ -89,17 +93,21 @@ class Arrangement:
                        conv=conv)
 
 
-def _on_kernel(kernel, depthwise_kernel, fallback):
+def _on_kernel(kernel, depthwise_kernel, fallback, narrow=False):
     """A Pallas kernel as an arrangement: compiled on a GPU, interpreted elsewhere,
     ``fallback`` (an XLA arrangement, whole batch) under export and autodiff;
-    depthwise geometries routed to ``depthwise_kernel`` when there is one."""
+    depthwise geometries routed to ``depthwise_kernel`` when there is one.
+    ``narrow``: a forward kernel that rounds its f32 sums to the input's dtype
+    itself (bf16/f16: no f32 output written and converted by XLA afterwards)."""
     def run(a, b, geo, *, block, precision, platforms, conv=None):
         chosen = depthwise_kernel if (geo.depthwise and depthwise_kernel) else kernel
-        k = functools.partial(chosen, geo=geo, precision=precision)
+        extra = {"out_dtype": a.dtype} if narrow else {}
+        k = functools.partial(chosen, geo=geo, precision=precision, **extra)
         fb = functools.partial(fallback, geo=geo, block=0, precision=precision,
                                platforms=platforms, conv=conv)
         return platform_kernel(lambda a, b, interpret: k(a, b, interpret=interpret),
-                               lambda a, b: fb(a, b), a, b)
+                               lambda a, b: fb(a, b).astype(a.dtype) if narrow else fb(a, b),
+                               a, b)
     run.__doc__ = f"The fused kernel ``{kernel.__module__}.{kernel.__name__}``."
     return run
 
@@ -117,7 +125,8 @@ FORWARD = {
     "depthwise": Arrangement(fwd.forward_depthwise, _depthwise_only),
     "pallas": Arrangement(_on_kernel(_kwargs_last(forward_pallas),
                                      _kwargs_last(forward_pallas_depthwise),
-                                     _kwargs_last(fwd.forward_offsets)), _kernel_fits),
+                                     _kwargs_last(fwd.forward_offsets), narrow=True),
+                          _kernel_fits),
     # a Hopper kernel (TMA, wgmma) on Pallas' Mosaic GPU backend; not measured on a GPU
     # yet, so no policy picks it: plan=ConvPlan("mosaic", ...) does
     "mosaic": Arrangement(_on_kernel(_kwargs_last(forward_mosaic), None,

@@ -29,9 +29,12 @@ policies have the shape they have:
   block's patch or product matrix would pass ``block_bytes``.  Per part and
   layer class, the arrangement that won the measured layers.
 * **CUDA** — the accelerator policy, with the fused Pallas kernels where they
-  beat every XLA arrangement on the measured layers (``pallas``: per part, the
-  cases and channel ranges), only for static shapes whose arrays stay under
-  ``pallas_elements`` (the kernels index in 32 bits).  ROCm and TPU keep the
+  win (``pallas``: per part, the cases and channel ranges): where the program
+  compiled for an H200 offline moves fewer HBM bytes with them than with the XLA
+  arrangements (a GPU is lent rarely; bytes are what a memory-bound layer's time
+  follows) and no GPU sweep of the same kernels says they lose; only for static
+  shapes whose arrays stay under ``pallas_elements`` (the kernels index in 32
+  bits).  ROCm and TPU keep the
   accelerator policy: the kernels were not measured there.
 
 Symbolic sizes (``jax.export`` shape polymorphism) get the whole batch in one
@@ -158,10 +161,10 @@ def _accelerator(geo: Geometry, dtype) -> ConvPlan:
 
 def _in_region(case: dict, geo: Geometry, dtype, contracted: int, produced: int) -> bool:
     lo, hi = case["contracted"]
+    groups = geo.depthwise if case["groups"] == "depthwise" else geo.groups == case["groups"]
     return (dtype == jnp.dtype(case["dtype"]) and geo.window == tuple(case["window"])
             and geo.stride == tuple(case["stride"]) and geo.dilation == tuple(case["dilation"])
-            and geo.groups == case["groups"] and lo <= contracted <= hi
-            and produced <= case["produced_max"])
+            and groups and lo <= contracted <= hi and produced <= case["produced_max"])
 
 
 def _pallas_measured(kind: str, geo: Geometry, dtype) -> bool:
@@ -170,8 +173,8 @@ def _pallas_measured(kind: str, geo: Geometry, dtype) -> bool:
     ``pallas_elements``, and one of the measured cases."""
     if not geo.static:
         return False
-    contracted, produced = ((geo.c_out, geo.c_in) if kind == "input_grad"
-                            else (geo.c_in, geo.c_out))
+    per_group = (geo.cig, geo.c_out // geo.groups)  # contracted and produced, per group
+    contracted, produced = per_group[::-1] if kind == "input_grad" else per_group
     limit = _CUDA["pallas_elements"]
     if max(math.prod(geo.x_shape), geo.batch * math.prod(geo.out_shape) * geo.c_out) >= limit:
         return False
@@ -196,8 +199,8 @@ def plan(geo: Geometry, dtype, platform: str) -> ConvPlan:
     >>> from jcnn.conv_geometry import Geometry
     >>> from jcnn.conv_plan import plan
     >>> geo = Geometry((64, 56, 56, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-    >>> plan(geo, "float32", "cuda")      # the fused Pallas kernels, dW per offset
-    ConvPlan(forward='pallas', input_grad='pallas', weight_grad='offsets', block=0)
+    >>> plan(geo, "float32", "cuda")      # the fused Pallas kernels
+    ConvPlan(forward='pallas', input_grad='pallas', weight_grad='pallas', block=0)
     >>> plan(geo, "float32", "tpu")       # the whole batch in one GEMM
     ConvPlan(forward='gather', input_grad='scatter', weight_grad='offsets', block=0)
     >>> plan(geo, "float32", "cpu").block  # one example's patch matrix is a block

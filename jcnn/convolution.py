@@ -61,15 +61,17 @@ def _nested(x, w, stride, pads, dilation, groups, *, precision, platforms):
 
 
 def _forward(x, w, b, geo, precision, plans):
-    """The windowed-sum forward of the plan's arrangement (no custom rule)."""
-    def run(platforms, p, x, w):
-        return arr.FORWARD[p.forward](x, w, geo, block=p.block, precision=precision,
-                                      platforms=platforms, conv=_nested)
+    """The windowed-sum forward of the plan's arrangement (no custom rule): the
+    bias added in the arrangement's output dtype (f32 for bf16/f16 inputs unless
+    the arrangement rounds itself), one rounding to ``x``'s dtype."""
+    def run(platforms, p, x, w, *b):
+        out = arr.FORWARD[p.forward](x, w, geo, block=p.block, precision=precision,
+                                     platforms=platforms, conv=_nested)
+        if b:
+            out = out + b[0].astype(out.dtype)
+        return out.astype(x.dtype)
 
-    out = conv_plan.dispatch(plans, run, x, w)
-    if b is not None:
-        out = out + b.astype(out.dtype)
-    return out.astype(x.dtype)
+    return conv_plan.dispatch(plans, run, x, w, *([] if b is None else [b]))
 
 
 def _grads(g, x, w, geo, precision, plans):

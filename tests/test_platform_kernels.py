@@ -15,7 +15,7 @@ from jcnn import conv_plan, convolution
 from jcnn._pallas_base import platform_kernel
 from jcnn.conv_geometry import Geometry
 
-# a layer whose CUDA plan runs the Pallas forward and dX (the policy table's region)
+# a layer whose CUDA plan runs the Pallas kernels (the policy table's region)
 X_SHAPE, W_SHAPE = (2, 12, 12, 32), (3, 3, 32, 32)
 GEO = Geometry(X_SHAPE, W_SHAPE, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
 
@@ -28,7 +28,7 @@ def _inputs(dtype=jnp.float32):
 
 def test_the_layer_is_in_the_cuda_pallas_region():
     p = conv_plan.plan(GEO, jnp.float32, "cuda")
-    assert (p.forward, p.input_grad) == ("pallas", "pallas")
+    assert (p.forward, p.input_grad, p.weight_grad) == ("pallas", "pallas", "pallas")
     assert conv_plan.plan(GEO, jnp.float32, "cpu").forward != "pallas"
 
 
