@@ -6,8 +6,8 @@
 (strides, dilation, asymmetric padding, groups, depthwise multipliers, 1-D, bf16) and
 compares ``y, dx, dw`` with lax's at ``precision="highest"``.  ``tune`` times the
 forward and dW kernels per ResNet-50 layer of the GPU suite for a few tile sizes and
-Triton parameters (module constants of :mod:`jcnn.conv_pallas`, read when a kernel is
-traced) against lax's forward and dW (cuDNN) — the table the tile rule rests on.
+Triton parameters (:class:`jcnn._pallas_base.TileSizes` passed to each kernel) against
+lax's forward and dW (cuDNN) — the table the tile rule rests on.
 Prints as it goes; stops starting new work after ``--deadline`` seconds.
 """
 
@@ -23,8 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import jcnn
-from jcnn import conv_pallas, conv_pallas_depthwise
-from jcnn.conv_arrangements import FORWARD, WEIGHT_GRAD, Geometry
+from jcnn._pallas_base import TileSizes
+from jcnn.conv_geometry import Geometry
+from jcnn.conv_pallas import forward_pallas
+from jcnn.conv_pallas_depthwise import forward_pallas_depthwise, weight_grad_pallas_depthwise
+from jcnn.conv_pallas_wgrad import weight_grad_pallas
 from jcnn.padding import ntuple, padding_pairs
 
 from .gpu import LAYERS, time_alternated
@@ -48,15 +51,24 @@ CHECK_CASES = [
 ]
 
 # positions per tile, output channels per tile, input-channel chunk, warps, stages
-CONFIGS = [(64, 64, 32, 4, 2), (128, 64, 32, 4, 2), (128, 64, 64, 4, 3), (128, 128, 32, 8, 2),
-           (128, 128, 64, 8, 3), (256, 64, 32, 8, 2), (64, 128, 64, 4, 3), (256, 128, 32, 8, 3)]
+CONFIGS = [TileSizes(*c) for c in [
+    (64, 64, 32, 4, 2), (128, 64, 32, 4, 2), (128, 64, 64, 4, 3), (128, 128, 32, 8, 2),
+    (128, 128, 64, 8, 3), (256, 64, 32, 8, 2), (64, 128, 64, 4, 3), (256, 128, 32, 8, 3)]]
 
 
-def _set(config):
-    pos, out, chunk, warps, stages = config
-    conv_pallas.TILE_POSITIONS = conv_pallas_depthwise.TILE_POSITIONS = pos
-    conv_pallas.TILE_CHANNELS, conv_pallas.CHUNK_CHANNELS = out, chunk
-    conv_pallas.NUM_WARPS, conv_pallas.NUM_STAGES = warps, stages
+def kernels(geo, tile, interpret=False):
+    """The forward and dW kernels of ``geo`` (depthwise or not) with ``tile``,
+    compiled for a GPU unless ``interpret``: ``{"fwd": f(x, w, g), "dw": f(x, w, g)}``."""
+    fwd = forward_pallas_depthwise if geo.depthwise else forward_pallas
+    dw = weight_grad_pallas_depthwise if geo.depthwise else weight_grad_pallas
+    kw = dict(precision=None, interpret=interpret, tile=tile)
+    return {"fwd": lambda x, w, g: fwd(x, w, geo, **kw),
+            "dw": lambda x, w, g: dw(x, g, geo, **kw)}
+
+
+def tag(tile):
+    return "/".join(str(getattr(tile, f)) for f in ("positions", "out", "chunk", "num_warps",
+                                                    "num_stages"))
 
 
 def check():
@@ -67,7 +79,7 @@ def check():
         w = jnp.asarray(rng.standard_normal(ws) * 0.3, dtype)
         nd = len(xs) - 2
         st, dl = ntuple(stride, nd, "stride", "c"), ntuple(dilation, nd, "dilation", "c")
-        pads = tuple(padding_pairs(padding, xs[1:-1], ws[:-2], st, dl, "c"))
+        pads = tuple(padding_pairs(padding, xs[1:-1], ws[:-2], st, dl))
         kw = dict(stride=st, padding=pads, dilation=dl, groups=groups)
 
         def both(f):
@@ -109,31 +121,25 @@ def tune(deadline, dtypes=("float32", "bfloat16")):
             x = jnp.asarray(rng.standard_normal(xs), dtype)
             w = jnp.asarray(rng.standard_normal(ws) * 0.05, dtype)
             st = ntuple(stride, 2, "stride", "t")
-            pads = tuple(padding_pairs("SAME", xs[1:-1], ws[:-2], st, (1, 1), "t"))
+            pads = tuple(padding_pairs("SAME", xs[1:-1], ws[:-2], st))
             geo = Geometry(xs, ws, st, pads, (1, 1), groups)
             g = jnp.asarray(rng.standard_normal((xs[0], *geo.out_shape, ws[-1])), dtype)
             kw = dict(stride=stride, padding=pads, groups=groups)
             _, vjp_w = jax.vjp(lambda w: lax_conv(x, w, **kw), w)
             fns = {"lax fwd": jax.jit(lambda x, w, g: lax_conv(x, w, **kw)),
                    "lax dw": jax.jit(lambda x, w, g: vjp_w(g)[0])}
-            common = dict(block=0, precision=None, platforms=("cuda",))
             for config in CONFIGS if not geo.depthwise else CONFIGS[:3]:
-                _set(config)
-                tag = "/".join(map(str, config))
-                for kind, f in (
-                        ("fwd", lambda x, w, g: FORWARD["pallas"](x, w, geo, **common)),
-                        ("dw", lambda x, w, g: WEIGHT_GRAD["pallas"](x, g, geo, **common))):
+                for kind, f in kernels(geo, config).items():
                     jf = jax.jit(f)
                     try:
                         t0 = time.perf_counter()
-                        jax.block_until_ready(jf(x, w, g))  # traced with this config
-                        fns[f"{kind} {tag}"] = jf
-                        print(f"  {name} {dtype} {kind} {tag}: compiled in "
+                        jax.block_until_ready(jf(x, w, g))
+                        fns[f"{kind} {tag(config)}"] = jf
+                        print(f"  {name} {dtype} {kind} {tag(config)}: compiled in "
                               f"{time.perf_counter() - t0:.1f} s", flush=True)
                     except Exception as e:  # noqa: BLE001 - report and go on
-                        print(f"  {name} {dtype} {kind} {tag} failed: {type(e).__name__}: "
-                              f"{str(e)[:200]}", flush=True)
-            _set(CONFIGS[0])
+                        print(f"  {name} {dtype} {kind} {tag(config)} failed: "
+                              f"{type(e).__name__}: {str(e)[:200]}", flush=True)
             ms = {k: v * 1e3 for k, v in time_alternated(fns, (x, w, g), 5).items()}
             results.append({"name": name, "dtype": dtype, "ms": ms})
             for kind in ("fwd", "dw"):

@@ -1,11 +1,20 @@
 """What every jcnn Pallas kernel shares: tile settings, the ``pallas_call`` set-up,
-padding for whole tiles, and the primitive that runs a kernel where it can.
+masked loads and stores by computed offsets, the walks of a windowed sum by
+stride phase, and the primitive that runs a kernel where it can.
 
-Kernels live one op per module (:mod:`jcnn.conv_pallas`,
-:mod:`jcnn.conv_pallas_wgrad`, :mod:`jcnn.conv_pallas_depthwise`) and import
-only this module and :mod:`jcnn.conv_geometry`.
+Kernels live one op per module (``jcnn.conv_pallas``,
+``jcnn.conv_pallas_dgrad``, ``jcnn.conv_pallas_wgrad``,
+``jcnn.conv_pallas_depthwise``) and import only this module,
+``jcnn.conv_geometry``, ``jcnn._checks`` and each other.
 
-:func:`platform_kernel` is how a kernel enters a program.  It binds one
+Every kernel sees its arrays whole and flattened (``flat_ref``) and
+computes each element's offset itself: taps outside the image, the tails of
+channel and position tiles are masked (``load`` reads zero there,
+``store`` writes nothing), so no array is padded, cropped or copied around
+a kernel.  Offsets are 32-bit: the plan keeps the kernels to arrays under 2³¹
+elements.
+
+``platform_kernel`` is how a kernel enters a program.  It binds one
 primitive whose lowering picks, per platform the program is lowered for,
 
 * the compiled (Triton) kernel on CUDA and ROCm,
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +40,9 @@ from jax.experimental import pallas as pl
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-__all__ = ["GPUS", "MIN_PROGRAMS", "TileSizes", "as_2d", "batch_shares", "call", "flat_tiles",
-           "pad_for_tiles", "platform_kernel", "pow2_at_least", "tiles", "unravel"]
+__all__ = ["GPUS", "MIN_PROGRAMS", "TileSizes", "Walk", "as_2d", "call", "flat_ref",
+           "forward_walk", "input_grad_walk", "load", "pick", "platform_kernel", "pow2_at_least",
+           "shares", "store", "unravel"]
 
 GPUS = ("cuda", "rocm")
 MIN_PROGRAMS = 256  # split a reduction until about this many programs run at once
@@ -64,57 +75,123 @@ def pow2_at_least(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def tiles(out_h: int, out_w: int, c_in: int, c_out: int, tile: TileSizes = TileSizes()) -> dict:
-    """One program's tile, every size a power of two (as Triton's blocks): ``cols``
-    output columns, ``rows`` output rows (``rows·cols`` about ``tile.positions``, at
-    least ``tile.min_dim``), ``out`` output channels (up to ``tile.out``) and
-    ``chunk`` input channels per product (up to ``tile.chunk``, at least
-    ``tile.min_dim``).
+def shares(total: int, programs: int) -> int:
+    """How many shares a reduction over ``total`` steps is split into so that
+    ``programs · shares`` is about ``MIN_PROGRAMS`` (at least 1, at most
+    ``total``).
 
     Examples:
-      >>> from jcnn._pallas_base import tiles
-      >>> tiles(56, 56, 64, 64)
-      {'rows': 2, 'cols': 64, 'out': 64, 'chunk': 64}
-      >>> tiles(7, 7, 3, 10)
-      {'rows': 8, 'cols': 8, 'out': 16, 'chunk': 16}
+      >>> from jcnn._pallas_base import shares
+      >>> shares(1568, 9), shares(1568, 576), shares(3, 1)
+      (29, 1, 3)
     """
-    cols = min(pow2_at_least(out_w), tile.positions)
-    rows = max(min(pow2_at_least(out_h), tile.positions // cols), tile.min_dim // cols, 1)
-    out = max(min(tile.out, pow2_at_least(c_out)), tile.min_dim)
-    chunk = max(min(tile.chunk, pow2_at_least(c_in)), tile.min_dim)
-    return {"rows": rows, "cols": cols, "out": out, "chunk": chunk}
+    return max(1, min(total, -(-MIN_PROGRAMS // max(programs, 1))))
 
 
-def flat_tiles(positions: int, c_in: int, c_out: int, tile: TileSizes = TileSizes()) -> dict:
-    """A tile over flattened positions: ``positions`` (up to ``tile.positions``, at
-    least ``tile.min_dim``), ``out`` and ``chunk`` as in :func:`tiles`.
+@dataclasses.dataclass(frozen=True)
+class Walk:
+    """How one spatial dim of a windowed sum is walked, per *phase* ``φ``: the
+    sum's position ``t`` (``t < extent[φ]``) is destination row ``y0[φ] + s·t``
+    and reads source row ``a·t + e0[φ] + b·u`` through kernel offset
+    ``i0[φ] + step·u`` for ``u < taps[φ]``.  The forward pass is one phase
+    (``a`` the stride, ``b`` the dilation, ``e0 = −p_low``); the input gradient
+    one per stride phase (``input_grad_walk``).
+    """
+
+    src: int  # source rows
+    dst: int  # destination rows
+    a: int
+    b: int
+    s: int
+    step: int
+    y0: tuple
+    e0: tuple
+    i0: tuple
+    taps: tuple
+    extent: tuple
+
+    @property
+    def phases(self) -> int:
+        return len(self.y0)
+
+
+def forward_walk(n: int, f: int, s: int, d: int, lo: int, m: int) -> Walk:
+    """The forward sum along one dim: output ``p`` reads input ``p·s + i·d − lo``.
 
     Examples:
-      >>> from jcnn._pallas_base import flat_tiles
-      >>> flat_tiles(56 * 58, 64, 64)
-      {'positions': 128, 'out': 64, 'chunk': 64}
-      >>> flat_tiles(9, 3, 10)
-      {'positions': 16, 'out': 16, 'chunk': 16}
+      >>> from jcnn._pallas_base import forward_walk
+      >>> forward_walk(8, 3, 2, 1, 1, 4).e0
+      (-1,)
     """
-    t = tiles(1, positions, c_in, c_out, tile)
-    return {"positions": max(min(pow2_at_least(positions), tile.positions), tile.min_dim),
-            "out": t["out"], "chunk": t["chunk"]}
+    return Walk(n, m, s, d, 1, 1, (0,), (-lo,), (0,), (f,), (m,))
 
 
-def batch_shares(n: int, programs: int) -> int:
-    """How many shares a reduction over ``n`` items is split into: the largest
-    divisor of ``n`` that keeps ``programs · shares`` at most about
-    :data:`MIN_PROGRAMS` (at least 1).
+def input_grad_walk(n: int, f: int, s: int, d: int, lo: int, m: int) -> Walk:
+    """The input gradient along one dim by stride phase: input row ``y`` (phase
+    ``φ = (y + lo) mod s``) gathers cotangent rows ``(y + lo − i·d)/s`` over the
+    kernel offsets ``i`` with ``i·d ≡ φ (mod s)`` — ``i = i0 + u·s/g``, ``g =
+    gcd(d, s)``, reading row ``t + e0 − u·d/g`` for ``y = y0 + s·t`` (module
+    docstring of ``jcnn.conv_pallas_dgrad``).  A phase no offset reaches
+    keeps ``taps = 0``: its rows are written zero.
 
     Examples:
-      >>> from jcnn._pallas_base import batch_shares
-      >>> batch_shares(64, 9 * 2 * 1)  # 3×3, 64 → 64 channels: 18 programs per share
-      8
-      >>> batch_shares(64, 9 * 16 * 8)  # 512 → 512: enough programs already
-      1
+      >>> from jcnn._pallas_base import input_grad_walk
+      >>> w = input_grad_walk(8, 3, 2, 1, 1, 4)  # 3 taps, stride 2, padding 1
+      >>> w.y0, w.i0, w.taps, w.e0, w.b
+      ((1, 0), (0, 1), (2, 1), (1, 0), -1)
     """
-    want = max(1, -(-MIN_PROGRAMS // max(programs, 1)))
-    return max(d for d in range(1, n + 1) if n % d == 0 and d <= want)
+    g = math.gcd(d, s)
+    rows = []
+    for phase in range(s):
+        y0 = (phase - lo) % s
+        if y0 >= n:
+            continue
+        taps = [k for k in range(f) if (k * d) % s == phase]
+        i0 = taps[0] if taps else 0
+        rows.append((y0, (y0 + lo - i0 * d) // s, i0, len(taps), -(-(n - y0) // s)))
+    y0, e0, i0, taps, extent = zip(*rows)
+    return Walk(m, n, 1, -(d // g), s, s // g, y0, e0, i0, taps, extent)
+
+
+def pick(values, index):
+    """``values[index]`` for a traced scalar ``index`` (a chain of selects; the
+    value itself when there is one).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jcnn._pallas_base import pick
+      >>> int(pick((5, 7, 9), jnp.int32(2))), pick((4,), None)
+      (9, 4)
+    """
+    if len(set(values)) == 1:
+        return values[0]
+    out = jnp.int32(values[0])
+    for k, v in enumerate(values[1:], start=1):
+        out = jnp.where(index == k, jnp.int32(v), out)
+    return out
+
+
+def flat_ref(shape):
+    """A ``BlockSpec`` handing every program the whole flattened array: the
+    kernels compute their own element offsets."""
+    return pl.BlockSpec((math.prod(shape),), lambda *_: (0,))
+
+
+def load(ref, offsets, mask):
+    """``ref[offsets]`` where ``mask``, zero elsewhere (nothing is read there)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    return plgpu.load(ref.at[offsets], mask=mask, other=0)
+
+
+def store(ref, offsets, value, mask):
+    """``ref[offsets] = value`` where ``mask``.  Masked-off offsets are sent past the
+    end, where interpret mode's scatter drops them (a wrapped or clamped index
+    could land on another program's element; a GPU writes nothing there)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    offsets = jnp.where(mask, offsets, jnp.int32(ref.shape[0]))
+    plgpu.store(ref.at[offsets], value.astype(ref.dtype), mask=mask)
 
 
 def unravel(index, sizes):
@@ -130,10 +207,10 @@ def unravel(index, sizes):
     """
     digits = []
     for size in reversed(sizes[1:]):
-        if size == 1:
+        if isinstance(size, int) and size == 1:
             digits.append(jnp.zeros_like(index))
             continue
-        size = jnp.asarray(size, index.dtype)
+        size = jnp.asarray(size).astype(index.dtype)
         digits.append(jax.lax.rem(index, size))
         index = jax.lax.div(index, size)
     return (index, *reversed(digits))
@@ -155,26 +232,6 @@ def call(kernel, *, out_shape, grid, in_specs, out_specs, name, interpret,
                           out_specs=out_specs, interpret=interpret,
                           compiler_params=None if interpret else _triton_params(tile),
                           name=name)
-
-
-def pad_for_tiles(xp, steps, t, window, stride, dilation, c_pad):
-    """``xp`` ``(N, Hp, Wp, C)`` with zeros below, right and after the channels
-    (``C`` → ``c_pad``), so that the strided loads of ``steps`` tiles of
-    ``t["rows"] × t["cols"]`` outputs stay inside the array and every channel
-    tile is whole; zeros add nothing to a sum.  With a 1×1 window, unit stride
-    and dilation it pads a cotangent ``dZ`` to whole tiles.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from jcnn._pallas_base import pad_for_tiles
-      >>> xp = jnp.ones((1, 5, 5, 3))  # 2 × 1 tiles of 4 × 8 outputs, 3 × 3 window
-      >>> pad_for_tiles(xp, (2, 1), {"rows": 4, "cols": 8}, (3, 3), (1, 1), (1, 1), 4).shape
-      (1, 10, 10, 4)
-    """
-    need = [(n * size - 1) * s + (k - 1) * d + 1
-            for n, size, s, k, d in zip(steps, (t["rows"], t["cols"]), stride, window, dilation)]
-    return jnp.pad(xp, ((0, 0), (0, max(need[0] - xp.shape[1], 0)),
-                        (0, max(need[1] - xp.shape[2], 0)), (0, c_pad - xp.shape[3])))
 
 
 def as_2d(x, w, geo):

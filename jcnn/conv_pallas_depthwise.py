@@ -1,22 +1,27 @@
-"""Depthwise convolution's forward and weight gradient as Pallas kernels.
+"""Depthwise convolution's forward, input gradient and weight gradient as fused
+Pallas kernels.
 
 From Piotr Skalski's "Gentle Dive into Math Behind Convolutional Neural Networks"
 (§3, §9).  With one input channel per group every output channel reads one
 input channel, so the article's sums have no contraction over channels — they
-are elementwise products summed over kernel offsets (forward) or over positions
-(weight gradient)::
+are elementwise products summed over kernel offsets (forward, input gradient)
+or over positions (weight gradient)::
 
-    Z[n, p, q, cm + u]  = Σ_i Σ_j   X_pad[n, p·s_h+i·d_h, q·s_w+j·d_w, c] · W[i, j, 0, cm + u]
-    dW[i, j, 0, cm + u] = Σ_n Σ_p Σ_q X_pad[n, p·s_h+i·d_h, q·s_w+j·d_w, c] · dZ[n, p, q, cm + u]
+    Z[n, p, q, cm + u]  = Σ_i Σ_j    X[n, h, w, c] · W[i, j, 0, cm + u]
+    dW[i, j, 0, cm + u] = Σ_n Σ_p Σ_q  X[n, h, w, c] · dZ[n, p, q, cm + u]
 
-(``m`` output channels per input channel, ``cm = c·m``).  The general kernels would run one
-call per group, and a matrix unit has nothing to multiply; these kernels tile
-output positions × channels and accumulate the products in f32, one multiplier
-``u`` per call.  The forward kernel's program owns one tile of one image; the
-weight-gradient kernel's program owns one kernel offset, one tile of channels
-and one share of the batch (partial sums added afterwards).  Reached through
-the ``"pallas"`` arrangements (:mod:`jcnn.conv_pallas`,
-:mod:`jcnn.conv_pallas_wgrad`) when the layer is depthwise.
+    h = p·s_h + i·d_h − lo_h,   w = q·s_w + j·d_w − lo_w   (zero outside the image)
+
+(``m`` output channels per input channel, ``cm = c·m``).  A matrix unit has
+nothing to multiply; the kernels tile positions × channels and accumulate in
+f32.  ``depthwise_tap_sum`` is the forward sum and, walked by stride phase
+with ``transpose`` (summing the ``m`` multipliers of each input channel), the
+input gradient (``jcnn.conv_pallas_dgrad``).  Like the general kernel
+(``jcnn.conv_pallas``) every load is masked, so the input is never padded
+and only valid outputs are written.  The weight gradient's program owns one
+kernel offset, one tile of channels and one share of the positions: it adds
+``X · dZ`` into a positions × channels accumulator and reduces it over the
+positions once, at the end; the few shares' partial sums are added afterwards.
 """
 
 from __future__ import annotations
@@ -28,138 +33,207 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from ._checks import acc_dtype
-from .conv_pallas import _pow2_at_least, call, pad_for_tiles, unravel
-from .conv_pallas_wgrad import batch_shares
+from ._pallas_base import (
+    TileSizes,
+    as_2d,
+    call,
+    flat_ref,
+    forward_walk,
+    load,
+    pick,
+    pow2_at_least,
+    shares,
+    store,
+    unravel,
+)
 
-__all__ = ["depthwise_forward", "depthwise_tiles", "depthwise_weight_grad"]
+__all__ = ["DEFAULT", "depthwise_tap_sum", "forward_pallas_depthwise",
+           "weight_grad_pallas_depthwise"]
 
-TILE_POSITIONS = 64  # output positions (rows × columns) per program
-TILE_DEPTH = 64  # channels per program, at most
+DEFAULT = TileSizes(positions=64, out=64)  # ``out``: channels per program, at most
 
 
-def depthwise_tiles(out_h: int, out_w: int, channels: int) -> dict:
-    """One program's tile, every size a power of two: ``rows × cols`` output
-    positions (about :data:`TILE_POSITIONS`) and ``depth``
-    channels (up to :data:`TILE_DEPTH`).
+def _tiles(positions: int, channels: int, tile: TileSizes) -> tuple[int, int]:
+    return (min(pow2_at_least(positions), tile.positions),
+            min(pow2_at_least(channels), tile.out))
+
+
+def _sum_kernel(src_ref, w_ref, dst_ref, *, n, src, dst, walks, kw, mult, transpose, t, acc):
+    (hs, ws, cs), (hd, wd, cd) = src, dst
+    wh, ww = walks
+    m_t, c_t = t
+    pm, po = unravel(pl.program_id(0), (None, pl.cdiv(cd, c_t)))  # as in jcnn.conv_pallas
+    ph_h, ph_w = unravel(pl.program_id(1), (None, ww.phases))
+    taps_w = pick(ww.taps, ph_w)
+    m = pm * m_t + jnp.arange(m_t, dtype=jnp.int32)
+    nn, th, tw = unravel(m, (None, max(wh.extent), max(ww.extent)))
+    dst_h, dst_w = pick(wh.y0, ph_h) + wh.s * th, pick(ww.y0, ph_w) + ww.s * tw
+    inside = (nn < n) & (dst_h < hd) & (dst_w < wd)
+    src_h, src_w = wh.a * th + pick(wh.e0, ph_h), ww.a * tw + pick(ww.e0, ph_w)
+    row0 = ((nn * hs + src_h) * ws + src_w) * cs
+    o = po * c_t + jnp.arange(c_t, dtype=jnp.int32)
+    o_ok = o < cd
+    tap_i0, tap_j0 = pick(wh.i0, ph_h), pick(ww.i0, ph_w)
+
+    def step(k, total):
+        u, v = unravel(k, (None, taps_w))
+        h, col = src_h + wh.b * u, src_w + ww.b * v
+        mask = (inside & (h >= 0) & (h < hs) & (col >= 0) & (col < ws))[:, None] & o_ok[None, :]
+        row = row0 + (wh.b * u * ws + ww.b * v) * cs
+        tap = (tap_i0 + wh.step * u) * kw + tap_j0 + ww.step * v
+        # forward: channel o reads input o // m; transposed: input o sums o·m + r
+        for r in range(mult if transpose else 1):
+            ch = o * mult + r if transpose else jax.lax.div(o, jnp.int32(mult))
+            wch = ch if transpose else o
+            a = load(src_ref, row[:, None] + ch[None, :], mask)
+            b = load(w_ref, tap * (cd * mult if transpose else cd) + wch, o_ok)
+            total = total + a.astype(acc) * b.astype(acc)[None, :]
+        return total
+
+    steps = pick(wh.taps, ph_h) * taps_w
+    total = jax.lax.fori_loop(jnp.int32(0), jnp.int32(steps), step, jnp.zeros((m_t, c_t), acc))
+    row = ((nn * hd + dst_h) * wd + dst_w) * cd
+    store(dst_ref, row[:, None] + o[None, :], total, inside[:, None] & o_ok[None, :])
+
+
+def depthwise_tap_sum(src, w, walks, channels: int, *, transpose: bool, out_dtype,
+                      interpret: bool, tile: TileSizes):
+    """The depthwise sum of a layer on ``channels`` input channels, on the unpadded
+    2-D image ``src`` ``(N, H, W, C')`` and ``w`` ``(kh, kw, 1, channels·m)``
+    walked by ``walks`` (``jcnn._pallas_base.Walk``): the forward ``(N,
+    *out, channels·m)``, or with ``transpose`` (``src`` a cotangent of
+    ``channels·m`` channels) the input gradient ``(N, *in, channels)``, in
+    ``out_dtype``.
 
     Examples:
-      >>> from jcnn.conv_pallas_depthwise import depthwise_tiles
-      >>> depthwise_tiles(56, 56, 96)
-      {'rows': 1, 'cols': 64, 'depth': 64}
-      >>> depthwise_tiles(7, 7, 3)
-      {'rows': 8, 'cols': 8, 'depth': 4}
+      >>> import jax.numpy as jnp
+      >>> from jcnn._pallas_base import TileSizes, input_grad_walk
+      >>> from jcnn.conv_pallas_depthwise import depthwise_tap_sum
+      >>> walks = (input_grad_walk(1, 1, 1, 1, 0, 1), input_grad_walk(4, 2, 2, 1, 0, 2))
+      >>> w = jnp.array([1.0, 10.0]).reshape(1, 2, 1, 1)  # 1×2 window, stride 2
+      >>> dx = depthwise_tap_sum(jnp.ones((1, 1, 2, 1)), w, walks, 1, transpose=True,
+      ...                        out_dtype=jnp.float32, interpret=True, tile=TileSizes())
+      >>> dx[0, 0, :, 0].tolist()  # each input under one tap
+      [1.0, 10.0, 1.0, 10.0]
     """
-    cols = min(_pow2_at_least(out_w), TILE_POSITIONS)
-    rows = max(min(_pow2_at_least(out_h), TILE_POSITIONS // cols), 1)
-    return {"rows": rows, "cols": cols, "depth": min(_pow2_at_least(channels), TILE_DEPTH)}
+    n = src.shape[0]
+    kw, cw = w.shape[1], w.shape[-1]
+    dst = (walks[0].dst, walks[1].dst, channels if transpose else cw)
+    positions = n * max(walks[0].extent) * max(walks[1].extent)
+    t = _tiles(positions, dst[2], tile)
+    kernel = functools.partial(_sum_kernel, n=n, src=src.shape[1:], dst=dst, walks=walks,
+                               kw=kw, mult=cw // channels, transpose=transpose, t=t,
+                               acc=acc_dtype(src.dtype))
+    out_shape = (n, *dst)
+    out = call(kernel, out_shape=jax.ShapeDtypeStruct((n * dst[0] * dst[1] * dst[2],), out_dtype),
+               grid=(pl.cdiv(positions, t[0]) * pl.cdiv(dst[2], t[1]),
+                     walks[0].phases * walks[1].phases),
+               in_specs=[flat_ref(src.shape), flat_ref(w.shape)], out_specs=flat_ref(out_shape),
+               name="jcnn_depthwise_transposed" if transpose else "jcnn_depthwise_forward",
+               interpret=interpret, tile=tile)(src.reshape(-1), w.reshape(-1))
+    return out.reshape(out_shape)
 
 
-def _padded(xp, out_hw, t, geo, channels):
-    """``xp`` padded for the tiles (:func:`~jcnn.conv_pallas.pad_for_tiles`), the
-    grid of position tiles, and the padded channel count."""
-    steps = (pl.cdiv(out_hw[0], t["rows"]), pl.cdiv(out_hw[1], t["cols"]))
-    c_pad = pl.cdiv(channels, t["depth"]) * t["depth"]
-    return pad_for_tiles(xp, steps, t, geo.window, geo.stride, geo.dilation, c_pad), steps, c_pad
-
-
-def _forward_kernel(x_ref, w_ref, o_ref, *, geo, t, acc):
-    (kh, kw), (sh, sw), (dh, dw) = geo.window, geo.stride, geo.dilation
-    rows, cols, depth = t["rows"], t["cols"], t["depth"]
-    h0 = pl.program_id(1) * rows * sh
-    w0 = pl.program_id(2) * cols * sw
-    c0 = pl.program_id(3) * depth
-    total = jnp.zeros((rows, cols, depth), acc)
-    for i in range(kh):
-        for j in range(kw):
-            xs = x_ref[pl.ds(h0 + i * dh, rows, sh), pl.ds(w0 + j * dw, cols, sw),
-                       pl.ds(c0, depth)]
-            total += xs.astype(acc) * w_ref[i, j, pl.ds(c0, depth)].astype(acc)
-    o_ref[...] = total.astype(o_ref.dtype)
-
-
-def _weight_grad_kernel(x_ref, g_ref, o_ref, *, geo, t, per_share, steps, acc):
-    kw = geo.window[1]
-    (sh, sw), (dh, dw) = geo.stride, geo.dilation
-    rows, cols, depth = t["rows"], t["cols"], t["depth"]
-    steps_h, steps_w = steps
+def _weight_grad_kernel(x_ref, g_ref, o_ref, *, n, x_shape, g_shape, walks, window, t, per,
+                        acc):
+    _, h_in, w_in, c = x_shape
+    _, oh, ow, cw = g_shape
+    kh, kw = window
+    wh, ww = walks
+    m_t, c_t = t
     i, j = unravel(pl.program_id(0), (None, kw))
-    c0 = pl.program_id(1) * depth
-    n0 = pl.program_id(2) * per_share
+    o = pl.program_id(1) * c_t + jnp.arange(c_t, dtype=jnp.int32)
+    o_ok = o < cw
+    ch = jax.lax.div(o, jnp.int32(cw // c))  # output channel o reads input o // m
+    first = pl.program_id(2) * per
 
-    def body(step, total):
-        b, r, v = unravel(step, (None, steps_h, steps_w))
-        b = n0 + b
-        xs = x_ref[b, pl.ds(r * rows * sh + i * dh, rows, sh),
-                   pl.ds(v * cols * sw + j * dw, cols, sw), pl.ds(c0, depth)]
-        gs = g_ref[b, pl.ds(r * rows, rows), pl.ds(v * cols, cols), pl.ds(c0, depth)]
-        return total + xs.astype(acc) * gs.astype(acc)
+    def step(k, total):
+        m = (first + k) * m_t + jnp.arange(m_t, dtype=jnp.int32)
+        nn, p, q = unravel(m, (None, oh, ow))
+        h = wh.a * p + wh.e0[0] + wh.b * i
+        col = ww.a * q + ww.e0[0] + ww.b * j
+        ok = (nn < n) & (h >= 0) & (h < h_in) & (col >= 0) & (col < w_in)
+        a = load(x_ref, (((nn * h_in + h) * w_in + col) * c)[:, None] + ch[None, :],
+                 ok[:, None] & o_ok[None, :])
+        b = load(g_ref, (m * cw)[:, None] + o[None, :], (nn < n)[:, None] & o_ok[None, :])
+        return total + a.astype(acc) * b.astype(acc)
 
-    total = jax.lax.fori_loop(jnp.int32(0), jnp.int32(per_share * steps_h * steps_w), body,
-                              jnp.zeros((rows, cols, depth), acc))
-    o_ref[...] = total.reshape(rows * cols, depth).sum(axis=0)
-
-
-def _per_multiplier(fn, w_or_g, m):
-    """``fn`` on each multiplier's channels ``u::m``, interleaved back."""
-    outs = [fn(w_or_g[..., u::m]) for u in range(m)]
-    out = jnp.stack(outs, axis=-1)
-    return out.reshape(*out.shape[:-2], -1)
-
-
-def depthwise_forward(xp, w, geo, interpret):
-    """``xp`` padded ``(N, Hp, Wp, C)``, ``w`` ``(kh, kw, 1, C·m)`` (a 2-D
-    geometry) → ``(N, OH, OW, C·m)`` in the accumulation dtype."""
-    n, _, _, c = xp.shape
-    out_h, out_w = geo.out_shape
-    t = depthwise_tiles(out_h, out_w, c)
-    xp, (gh, gw), c_pad = _padded(xp, (out_h, out_w), t, geo, c)
-    acc = acc_dtype(xp.dtype)
-    kh, kw = geo.window
-    kernel = functools.partial(_forward_kernel, geo=geo, t=t, acc=acc)
-
-    def one(wu):  # (kh, kw, C): one multiplier's kernel
-        wu = jnp.pad(wu, ((0, 0), (0, 0), (0, c_pad - c)))
-        out = call(
-            kernel,
-            out_shape=jax.ShapeDtypeStruct((n, gh * t["rows"], gw * t["cols"], c_pad), acc),
-            grid=(n, gh, gw, c_pad // t["depth"]),
-            in_specs=[pl.BlockSpec((None, *xp.shape[1:]), lambda b, h, v, d: (b, 0, 0, 0)),
-                      pl.BlockSpec((kh, kw, c_pad), lambda b, h, v, d: (0, 0, 0))],
-            out_specs=pl.BlockSpec((None, t["rows"], t["cols"], t["depth"]),
-                                   lambda b, h, v, d: (b, h, v, d)),
-            name="jcnn_depthwise_forward",
-            interpret=interpret,
-        )(xp, wu)
-        return out[:, :out_h, :out_w, :c]
-
-    return _per_multiplier(one, w[:, :, 0], geo.c_out // c)
+    total = jax.lax.fori_loop(jnp.int32(0), jnp.int32(per), step, jnp.zeros((m_t, c_t), acc))
+    # reduced over the positions once, at the end: (share, i, j, o)
+    store(o_ref, (pl.program_id(2) * kh * kw + pl.program_id(0)) * cw + o, total.sum(axis=0),
+          o_ok)
 
 
-def depthwise_weight_grad(xp, g, geo, interpret):
-    """``xp`` padded ``(N, Hp, Wp, C)``, ``g`` ``(N, OH, OW, C·m)`` (a 2-D
-    geometry) → ``(kh, kw, 1, C·m)`` in the accumulation dtype."""
-    n, out_h, out_w, _ = g.shape
-    c = xp.shape[-1]
-    kh, kw = geo.window
-    t = depthwise_tiles(out_h, out_w, c)
-    xp, steps, c_pad = _padded(xp, (out_h, out_w), t, geo, c)
-    shares = batch_shares(n, kh * kw * (c_pad // t["depth"]))
-    acc = acc_dtype(xp.dtype)
-    kernel = functools.partial(_weight_grad_kernel, geo=geo, t=t, per_share=n // shares,
-                               steps=steps, acc=acc)
+def _weight_grad(x, g, walks, window, *, interpret, tile):
+    """``(kh, kw, 1, C·m)`` from the unpadded 2-D ``x`` and ``g``, in ``x``'s dtype."""
+    n, _, _, _ = x.shape
+    _, oh, ow, cw = g.shape
+    kh, kw = window
+    t = _tiles(n * oh * ow, cw, tile)
+    steps = pl.cdiv(n * oh * ow, t[0])
+    split = shares(steps, kh * kw * pl.cdiv(cw, t[1]))
+    per = pl.cdiv(steps, split)
+    acc = acc_dtype(x.dtype)
+    kernel = functools.partial(_weight_grad_kernel, n=n, x_shape=x.shape, g_shape=g.shape,
+                               walks=walks, window=window, t=t, per=per, acc=acc)
+    size = split * kh * kw * cw
+    parts = call(kernel,
+                 out_shape=jax.ShapeDtypeStruct((size,), x.dtype if split == 1 else acc),
+                 grid=(kh * kw, pl.cdiv(cw, t[1]), split),
+                 in_specs=[flat_ref(x.shape), flat_ref(g.shape)], out_specs=flat_ref((size,)),
+                 name="jcnn_depthwise_weight_grad", interpret=interpret, tile=tile
+                 )(x.reshape(-1), g.reshape(-1))
+    parts = parts.reshape(split, kh, kw, 1, cw)
+    return parts[0] if split == 1 else parts.sum(0).astype(x.dtype)
 
-    def one(gu):  # (N, OH, OW, C): one multiplier's cotangent
-        gu = pad_for_tiles(gu, steps, t, (1, 1), (1, 1), (1, 1), c_pad)  # whole dZ tiles
-        parts = call(
-            kernel,
-            out_shape=jax.ShapeDtypeStruct((shares, kh * kw, c_pad), acc),
-            grid=(kh * kw, c_pad // t["depth"], shares),
-            in_specs=[pl.BlockSpec(xp.shape, lambda k, d, s: (0, 0, 0, 0)),
-                      pl.BlockSpec(gu.shape, lambda k, d, s: (0, 0, 0, 0))],
-            out_specs=pl.BlockSpec((None, None, t["depth"]), lambda k, d, s: (s, k, d)),
-            name="jcnn_depthwise_weight_grad",
-            interpret=interpret,
-        )(xp, gu)
-        return parts.sum(0)[:, :c].reshape(kh, kw, c)
 
-    return _per_multiplier(one, g, geo.c_out // c)[:, :, None]
+def _walks(geo):
+    return tuple(forward_walk(n, f, s, d, lo, m) for n, f, s, d, (lo, _), m in
+                 zip(geo.in_sizes, geo.window, geo.stride, geo.dilation, geo.pads,
+                     geo.out_shape))
+
+
+def forward_pallas_depthwise(x, w, geo, *, precision, interpret, tile=None, out_dtype=None):
+    """The depthwise forward kernel (module docstring) on ``x`` ``(N, *in, C)`` and
+    ``w`` ``(*window, 1, C·m)`` of a 1-D or 2-D depthwise geometry: ``(N, *out,
+    C·m)`` in ``out_dtype``, by default the accumulation dtype.  ``precision`` is
+    not used (no matrix product); ``tile`` defaults to ``DEFAULT``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jcnn.conv_geometry import Geometry
+      >>> from jcnn.conv_pallas_depthwise import forward_pallas_depthwise
+      >>> geo = Geometry((1, 3, 3, 2), (2, 2, 1, 2), (1, 1), ((0, 0), (0, 0)), (1, 1), 2)
+      >>> w = jnp.stack([jnp.ones((2, 2)), -jnp.ones((2, 2))], -1)[:, :, None]
+      >>> forward_pallas_depthwise(jnp.ones((1, 3, 3, 2)), w, geo, precision=None,
+      ...                          interpret=True)[0, 0, 0].tolist()
+      [4.0, -4.0]
+    """
+    x, w, geo, lifted = as_2d(x, w, geo)
+    y = depthwise_tap_sum(x, w, _walks(geo), x.shape[-1], transpose=False,
+                          out_dtype=acc_dtype(x.dtype) if out_dtype is None else out_dtype,
+                          interpret=interpret,
+                          tile=DEFAULT if tile is None else tile)
+    return y[:, 0] if lifted else y
+
+
+def weight_grad_pallas_depthwise(x, g, geo, *, precision, interpret, tile=None):
+    """The depthwise weight-gradient kernel (module docstring): ``x`` ``(N, *in,
+    C)`` and the cotangent ``g`` ``(N, *out, C·m)`` → ``(*window, 1, C·m)`` in
+    ``x``'s dtype.  ``precision`` is not used; ``tile`` defaults to ``DEFAULT``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jcnn.conv_geometry import Geometry
+      >>> from jcnn.conv_pallas_depthwise import weight_grad_pallas_depthwise
+      >>> geo = Geometry((1, 3, 3, 1), (2, 2, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+      >>> dw = weight_grad_pallas_depthwise(jnp.ones((1, 3, 3, 1)), jnp.ones((1, 2, 2, 1)),
+      ...                                   geo, precision=None, interpret=True)
+      >>> dw[:, :, 0, 0].tolist()
+      [[4.0, 4.0], [4.0, 4.0]]
+    """
+    x, _, geo, lifted = as_2d(x, None, geo)
+    g = g[:, None] if lifted else g
+    dw = _weight_grad(x, g, _walks(geo), geo.window, interpret=interpret,
+                      tile=DEFAULT if tile is None else tile)
+    return dw[0] if lifted else dw

@@ -2,6 +2,7 @@
 asserted): the sweep table's renderer and the compiled-kernel check of
 ``benchmarks.pallas_gpu``, run here in interpret mode."""
 
+import numpy as np
 import pytest
 
 from benchmarks import arrangements, pallas_gpu
@@ -35,17 +36,23 @@ def test_pallas_check_passes_here_and_catches_a_wrong_kernel(monkeypatch, capsys
 
 
 @pytest.mark.parametrize("config", pallas_gpu.CONFIGS[:2])
-def test_tune_settings_reach_the_kernels(monkeypatch, config):
-    """A tuning setting is what the next traced kernel uses (module constants)."""
-    from jcnn import conv_pallas, conv_pallas_depthwise
+@pytest.mark.parametrize("groups", [1, 4])
+def test_tune_settings_reach_the_kernels(config, groups):
+    """A tuning setting is a TileSizes passed to the kernels (depthwise or not);
+    run here in interpret mode, they compute lax's sums with it."""
+    import jax
+    from oracles import lax_conv
 
-    for name in ("TILE_POSITIONS", "TILE_CHANNELS", "CHUNK_CHANNELS", "NUM_WARPS",
-                 "NUM_STAGES"):
-        monkeypatch.setattr(conv_pallas, name, getattr(conv_pallas, name))
-    monkeypatch.setattr(conv_pallas_depthwise, "TILE_POSITIONS",
-                        conv_pallas_depthwise.TILE_POSITIONS)
-    pallas_gpu._set(config)
-    assert conv_pallas.flat_tiles(4096, 256, 256) == {
-        "positions": config[0], "out": config[1], "chunk": config[2]}
-    assert (conv_pallas.NUM_WARPS, conv_pallas.NUM_STAGES) == config[3:]
-    assert conv_pallas_depthwise.TILE_POSITIONS == config[0]
+    from jcnn.conv_geometry import Geometry
+
+    geo = Geometry((1, 5, 6, 4), (3, 3, 4 // groups, 4), (1, 1), ((1, 1), (1, 1)), (1, 1),
+                   groups)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(geo.x_shape), rng.standard_normal(geo.w_shape)
+    y, vjp = jax.vjp(lambda w: lax_conv(x, w, padding=1, groups=groups), w)
+    g = rng.standard_normal(y.shape)
+    got = pallas_gpu.kernels(geo, config, interpret=True)
+    np.testing.assert_allclose(got["fwd"](x, w, g), y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got["dw"](x, w, g), vjp(g)[0], rtol=1e-10, atol=1e-10)
+    assert pallas_gpu.tag(config) == f"{config.positions}/{config.out}/{config.chunk}/" \
+                                     f"{config.num_warps}/{config.num_stages}"
