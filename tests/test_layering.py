@@ -19,18 +19,18 @@ ORDER = [
     # the conv wing, bottom up: shared pieces, kernels, arrangements, registry,
     # policy data, plan, argument checks, the custom_vjp and its entry points
     "_conv_blocks", "conv_phases", "conv_forward", "conv_backward",
-    "_pallas_base", "conv_pallas", "conv_pallas_dgrad", "conv_pallas_wgrad",
-    "conv_pallas_depthwise", "conv_mosaic",
+    "_pallas_base", "conv_pallas", "conv_pallas_depthwise", "conv_pallas_dgrad",
+    "conv_pallas_wgrad", "conv_mosaic",
     "conv_arrangements", "conv_policy_table", "conv_plan", "_conv_args", "convolution",
     "transposed_conv",
     # the other operations
-    "activations", "linear", "losses", "elementwise_losses", "normalization", "feature_norm",
+    "activations", "smooth_activations", "linear", "losses", "elementwise_losses", "normalization", "feature_norm",
     "_pool_windows", "pooling", "adaptive_pooling", "unpooling", "upsampling", "augment",
     # layers and models
     "_layer_shapes", "layer", "combinators", "summary", "_layers_conv", "_layers_pool",
     "_nn_vocab", "_nn_extra", "torch_weights", "nn",
     # training, data, files, pictures
-    "data", "checkpoint", "training", "_viz_style", "_viz_numbers", "_viz_training", "viz",
+    "data", "checkpoint", "_fit_data", "_fit_record", "_fit_steps", "training", "_viz_style", "_viz_numbers", "_viz_training", "viz",
     "__init__",
 ]
 
