@@ -5,9 +5,9 @@
 ``jcnn.conv`` with ``plan=ConvPlan("pallas", "pallas", "pallas")`` on small layers
 (strides, dilation, asymmetric padding, groups, depthwise multipliers, 1-D, bf16) and
 compares ``y, dx, dw`` with lax's at ``precision="highest"``.  ``tune`` times the
-forward and dW kernels per ResNet-50 layer of the GPU suite for a few tile sizes and
-Triton parameters (:class:`jcnn._pallas_base.TileSizes` passed to each kernel) against
-lax's forward and dW (cuDNN) — the table the tile rule rests on.
+forward, dX and dW kernels per ResNet-50 layer of the GPU suite for a few tile sizes and
+Triton parameters (a ``jcnn._pallas_base.TileSizes`` passed to each kernel) against lax's
+forward, dX and dW (cuDNN) — the table the default tiles should rest on.
 Prints as it goes; stops starting new work after ``--deadline`` seconds.
 """
 
@@ -27,6 +27,7 @@ from jcnn._pallas_base import TileSizes
 from jcnn.conv_geometry import Geometry
 from jcnn.conv_pallas import forward_pallas
 from jcnn.conv_pallas_depthwise import forward_pallas_depthwise, weight_grad_pallas_depthwise
+from jcnn.conv_pallas_dgrad import input_grad_pallas
 from jcnn.conv_pallas_wgrad import weight_grad_pallas
 from jcnn.padding import ntuple, padding_pairs
 
@@ -50,19 +51,21 @@ CHECK_CASES = [
     ((2, 9, 9, 16), (3, 3, 1, 16), 1, "SAME", 1, 16, "bfloat16"),
 ]
 
-# positions per tile, output channels per tile, input-channel chunk, warps, stages
+# positions per tile, output channels per tile, contracted chunk, warps, stages; the first
+# three are the forward's, dX's and dW's defaults (the offline H200 compile's choices)
 CONFIGS = [TileSizes(*c) for c in [
-    (64, 64, 32, 4, 2), (128, 64, 32, 4, 2), (128, 64, 64, 4, 3), (128, 128, 32, 8, 2),
-    (128, 128, 64, 8, 3), (256, 64, 32, 8, 2), (64, 128, 64, 4, 3), (256, 128, 32, 8, 3)]]
+    (64, 64, 64, 4, 3), (64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (128, 64, 64, 4, 3),
+    (64, 128, 64, 4, 3), (128, 128, 32, 8, 3), (64, 64, 64, 8, 3), (128, 64, 32, 8, 2)]]
 
 
 def kernels(geo, tile, interpret=False):
-    """The forward and dW kernels of ``geo`` (depthwise or not) with ``tile``,
-    compiled for a GPU unless ``interpret``: ``{"fwd": f(x, w, g), "dw": f(x, w, g)}``."""
+    """The forward, dX and dW kernels of ``geo`` (depthwise or not) with ``tile``,
+    compiled for a GPU unless ``interpret``: ``{"fwd" | "dx" | "dw": f(x, w, g)}``."""
     fwd = forward_pallas_depthwise if geo.depthwise else forward_pallas
     dw = weight_grad_pallas_depthwise if geo.depthwise else weight_grad_pallas
     kw = dict(precision=None, interpret=interpret, tile=tile)
     return {"fwd": lambda x, w, g: fwd(x, w, geo, **kw),
+            "dx": lambda x, w, g: input_grad_pallas(g, w, geo, **kw),
             "dw": lambda x, w, g: dw(x, g, geo, **kw)}
 
 
@@ -125,9 +128,10 @@ def tune(deadline, dtypes=("float32", "bfloat16")):
             geo = Geometry(xs, ws, st, pads, (1, 1), groups)
             g = jnp.asarray(rng.standard_normal((xs[0], *geo.out_shape, ws[-1])), dtype)
             kw = dict(stride=stride, padding=pads, groups=groups)
-            _, vjp_w = jax.vjp(lambda w: lax_conv(x, w, **kw), w)
+            _, vjp = jax.vjp(lambda x, w: lax_conv(x, w, **kw), x, w)
             fns = {"lax fwd": jax.jit(lambda x, w, g: lax_conv(x, w, **kw)),
-                   "lax dw": jax.jit(lambda x, w, g: vjp_w(g)[0])}
+                   "lax dx": jax.jit(lambda x, w, g: vjp(g)[0]),
+                   "lax dw": jax.jit(lambda x, w, g: vjp(g)[1])}
             for config in CONFIGS if not geo.depthwise else CONFIGS[:3]:
                 for kind, f in kernels(geo, config).items():
                     jf = jax.jit(f)
@@ -142,7 +146,7 @@ def tune(deadline, dtypes=("float32", "bfloat16")):
                               f"{type(e).__name__}: {str(e)[:200]}", flush=True)
             ms = {k: v * 1e3 for k, v in time_alternated(fns, (x, w, g), 5).items()}
             results.append({"name": name, "dtype": dtype, "ms": ms})
-            for kind in ("fwd", "dw"):
+            for kind in ("fwd", "dx", "dw"):
                 parts = sorted((v, k) for k, v in ms.items() if k.endswith(kind)
                                or k.startswith(kind))
                 print(f"{name} [{dtype}] {kind}: " + "  ".join(f"{k} {v:.3f}" for v, k in parts),

@@ -49,10 +49,12 @@ def test_tune_settings_reach_the_kernels(config, groups):
                    groups)
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(geo.x_shape), rng.standard_normal(geo.w_shape)
-    y, vjp = jax.vjp(lambda w: lax_conv(x, w, padding=1, groups=groups), w)
+    y, vjp = jax.vjp(lambda x, w: lax_conv(x, w, padding=1, groups=groups), x, w)
     g = rng.standard_normal(y.shape)
     got = pallas_gpu.kernels(geo, config, interpret=True)
+    want_dx, want_dw = vjp(g)
     np.testing.assert_allclose(got["fwd"](x, w, g), y, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(got["dw"](x, w, g), vjp(g)[0], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got["dx"](x, w, g), want_dx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got["dw"](x, w, g), want_dw, rtol=1e-10, atol=1e-10)
     assert pallas_gpu.tag(config) == f"{config.positions}/{config.out}/{config.chunk}/" \
                                      f"{config.num_warps}/{config.num_stages}"
