@@ -6,7 +6,8 @@ The encoder squeezes each 8×8 digit to a 2×2×16 code with convolutions and ma
 pooling; the decoder grows it back with transposed convolutions (jcnn's
 ``conv_transpose`` — the conv input-gradient run forward).  Trained with optax
 (adam) on the mean squared error; writes ``reconstructions.png`` (inputs above,
-reconstructions below) and prints the test error.
+reconstructions below) and prints the test error.  ``fit`` trains it like the
+classifiers, with the images as their own targets and a squared-error loss.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jcnn import nn
 from jcnn.data import load_digits
+from jcnn.training import fit, predict
 
 INPUT_SHAPE = (-1, 8, 8, 1)
 
@@ -41,6 +42,11 @@ def autoencoder():
     return nn.serial(*encoder, *decoder)
 
 
+def mse(outputs, targets):
+    """Mean squared error per pixel, the autoencoder's loss."""
+    return jnp.mean((outputs - targets) ** 2)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=30)
@@ -48,36 +54,20 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/autoencoder"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     x_tr, _, x_te, _ = load_digits(seed=args.seed)
     model = autoencoder()
     print(nn.summary(model, INPUT_SHAPE))
-    _, params = model.init(jax.random.key(args.seed), INPUT_SHAPE)
-    opt = optax.adam(args.lr)
-    state = opt.init(params)
-
-    def loss_fn(params, x):
-        return jnp.mean((model.apply(params, x) - x) ** 2)
-
-    @jax.jit
-    def train_step(params, state, x):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    evaluate = jax.jit(loss_fn)
-    rng = np.random.default_rng(args.seed)
-    steps = len(x_tr) // args.batch_size
-    history = []
-    for epoch in range(args.epochs):
-        perm = rng.permutation(len(x_tr))
-        for i in range(steps):
-            params, state, _ = train_step(params, state,
-                                          x_tr[perm[i * args.batch_size:(i + 1) * args.batch_size]])
-        history.append(float(evaluate(params, x_te)))
+    # the targets are the inputs; a constant learning rate, as adam's default
+    params, _, history, _ = fit(model, (x_tr, x_tr, x_te, x_te), input_shape=INPUT_SHAPE,
+                                epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                loss=mse, optimizer=optax.adam(args.lr),
+                                progress=not args.no_progress)
+    test_mse = history.test_loss
     baseline = float(np.mean((x_te - x_tr.mean(0)) ** 2))  # predicting the mean digit
     args.out.mkdir(parents=True, exist_ok=True)
-    recon = np.asarray(model.apply(params, x_te[:10]))
+    recon = predict(model, params, x_te[:10], output="logits")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,13 +81,13 @@ def main(argv=None):
         axes[1, i].axis("off")
     axes[0, 0].set_title("input", loc="left")
     axes[1, 0].set_title("reconstruction", loc="left")
-    fig.suptitle(f"conv autoencoder, 2×2×16 code: test MSE {history[-1]:.4f} "
+    fig.suptitle(f"conv autoencoder, 2×2×16 code: test MSE {test_mse[-1]:.4f} "
                  f"(mean-digit baseline {baseline:.4f})")
     fig.savefig(args.out / "reconstructions.png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    metrics = {"test_mse": history[-1], "baseline_mse": baseline, "history": history}
+    metrics = {"test_mse": test_mse[-1], "baseline_mse": baseline, "history": test_mse}
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"test MSE {history[-1]:.4f} (mean-digit baseline {baseline:.4f}); "
+    print(f"test MSE {test_mse[-1]:.4f} (mean-digit baseline {baseline:.4f}); "
           f"wrote {args.out / 'reconstructions.png'}")
     return metrics
 

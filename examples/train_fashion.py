@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_digits import parse_args, run
+from _common import parse_args, run
 
 from jcnn import nn
 from jcnn.augment import flip_and_shift

@@ -10,11 +10,8 @@ t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may be gzipped, with
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_digits import parse_args, run
+from _common import parse_args, run
 
 from jcnn import nn
 from jcnn.data import load_mnist

@@ -70,6 +70,7 @@ from .smooth_activations import softplus as softplus
 from .transposed_conv import conv_transpose as conv_transpose
 from .unpooling import max_pool_with_indices as max_pool_with_indices
 from .unpooling import max_unpool as max_unpool
+from .upsampling import upsample as upsample
 
 __version__ = "0.1.0"
 
@@ -131,6 +132,7 @@ __all__ = [
     "softmax_cross_entropy",
     "softplus",
     "tanh",
+    "upsample",
 ]
 
 _SUBMODULES = ("activations", "adaptive_pooling", "augment", "checkpoint", "combinators",
@@ -138,8 +140,9 @@ _SUBMODULES = ("activations", "adaptive_pooling", "augment", "checkpoint", "comb
                "conv_mosaic", "conv_pallas", "conv_pallas_depthwise", "conv_pallas_dgrad",
                "conv_pallas_wgrad", "conv_phases", "conv_plan", "conv_policy_table", "convolution",
                "data", "elementwise_losses", "feature_norm", "layer", "linear", "losses", "nn",
-               "normalization", "padding", "pooling", "smooth_activations", "summary", "training",
-               "transposed_conv", "unpooling", "viz", "window")
+               "normalization", "padding", "pooling", "smooth_activations", "summary",
+               "torch_weights", "training", "transposed_conv", "unpooling", "upsampling", "viz",
+               "window")
 
 
 def __getattr__(name):

@@ -1,5 +1,6 @@
-"""Compositions of layers: :func:`serial` (a chain) and :func:`residual` (a skip
-connection, ``y = block(x) + shortcut(x)``).
+"""Compositions of layers: :func:`serial` (a chain), :func:`residual` (a skip
+connection, ``y = block(x) + shortcut(x)``) and :func:`mixed_precision` (a model
+run in a low-precision dtype with f32 parameters).
 
 Both are stateful when a child is (:mod:`jcnn.layer`): their state is the
 children's states in the same structure as their params.
@@ -8,10 +9,12 @@ children's states in the same structure as their params.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
+from ._layer_shapes import check_input_shape
 from .layer import Layer, apply_with_state, output_shape
 
-__all__ = ["Identity", "residual", "serial"]
+__all__ = ["Identity", "mixed_precision", "residual", "serial"]
 
 
 def _identity_init(key, input_shape):
@@ -24,9 +27,13 @@ Identity = Layer(_identity_init, lambda params, x, *, key=None, train=False: x, 
 
 def _check_layers(name, layers):
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"{name}: argument {i} is not a Layer (got {layer!r}); "
-                            "constructors like nn.Conv(...) must be called")
+        if isinstance(layer, Layer):
+            continue
+        if callable(layer):
+            made = getattr(layer, "__name__", repr(layer))
+            raise TypeError(f"{name}: argument {i} is {made}, a function that makes a layer, "
+                            f"not a Layer: call it, e.g. nn.{made}(...)")
+        raise TypeError(f"{name}: argument {i} is not a Layer (got {layer!r})")
 
 
 def _needs_state(name, state):
@@ -60,7 +67,7 @@ def serial(*layers: Layer) -> Layer:
 
     def init(key, input_shape):
         keys = jax.random.split(key, max(len(layers), 1))
-        shape, params = tuple(input_shape), []
+        shape, params = check_input_shape("serial", input_shape), []
         for i, (layer, k) in enumerate(zip(layers, keys)):
             try:
                 shape, p = layer.init(k, shape)
@@ -134,6 +141,7 @@ def residual(block: Layer, shortcut: Layer | None = None) -> Layer:
     branches = (("block", block), ("shortcut", shortcut))
 
     def init(key, input_shape):
+        input_shape = check_input_shape("residual", input_shape)
         k_block, k_short = jax.random.split(key)
         out_b, p_b = block.init(k_block, tuple(input_shape))
         out_s, p_s = shortcut.init(k_short, tuple(input_shape))
@@ -172,3 +180,67 @@ def residual(block: Layer, shortcut: Layer | None = None) -> Layer:
         return run(params, state, x, key, train)
 
     return Layer(init, apply_stateful, "residual", (block, shortcut), (), init_state)
+
+
+_COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "float64")
+
+
+def _cast(tree, dtype):
+    """Floating leaves of ``tree`` in ``dtype``; other leaves (integers) unchanged."""
+    def cast(a):
+        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16) -> Layer:
+    """``model`` computing in ``compute_dtype`` (bf16, f16) with its parameters kept in f32.
+
+    The policy of Flax's ``dtype``/``param_dtype`` and Keras' ``mixed_bfloat16``:
+    ``init`` makes the model's own (f32) parameters and state; ``apply`` casts the
+    floating parameters and the input to ``compute_dtype`` — so every
+    convolution, pool, activation and dense product runs in it (jcnn's ops
+    accumulate low precision in f32) — and returns the output in at least f32,
+    so a loss on it is computed in f32.  The gradient of the cast is a cast back:
+    the parameters, their gradients and the optimizer stay f32.  State (batch
+    norm's running statistics) goes in as it is and comes back in its own dtype;
+    batch norm computes its statistics in f32.  bf16 keeps f32's range; f16 has a
+    narrower one (no loss scaling here), so prefer bf16.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jcnn
+      >>> nn = jcnn.nn
+      >>> model = nn.mixed_precision(nn.serial(nn.Conv(4, 3), nn.Relu, nn.Flatten, nn.Dense(2)))
+      >>> _, params = model.init(jax.random.key(0), (-1, 6, 6, 1))
+      >>> params[0]["w"].dtype, model.apply(params, jnp.ones((3, 6, 6, 1))).dtype
+      (dtype('float32'), dtype('float32'))
+    """
+    _check_layers("mixed_precision", (model,))
+    dtype = jnp.dtype(compute_dtype)
+    if dtype.name not in _COMPUTE_DTYPES:
+        raise TypeError(f"mixed_precision: `compute_dtype` must be one of {_COMPUTE_DTYPES}, "
+                        f"got {dtype.name}")
+
+    def run(params, state, x, key, train):
+        y, new_state = apply_with_state(model, _cast(params, dtype), state, _cast(x, dtype),
+                                        key=key, train=train)
+        y = jax.tree_util.tree_map(
+            lambda a: a.astype(jnp.promote_types(a.dtype, jnp.float32))
+            if jnp.issubdtype(a.dtype, jnp.floating) else a, y)
+        new_state = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype),
+                                           new_state, state)
+        return y, new_state
+
+    config = (("compute_dtype", dtype.name),)
+    if not model.stateful:
+        def apply(params, x, *, key=None, train=False):
+            return run(params, {}, x, key, train)[0]
+
+        return Layer(model.init, apply, "mixed_precision", (model,), config)
+
+    def apply_stateful(params, x, *, state=None, key=None, train=False):
+        _needs_state("mixed_precision", state)
+        return run(params, state, x, key, train)
+
+    return Layer(model.init, apply_stateful, "mixed_precision", (model,), config,
+                 model.init_state)

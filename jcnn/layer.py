@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from ._layer_shapes import check_input_shape
+
 __all__ = ["Layer", "apply_with_state", "init_with_state", "output_shape", "param_count"]
 
 
@@ -50,6 +52,15 @@ class Layer(NamedTuple):
         """Whether ``apply`` takes and returns a ``state``."""
         return self.init_state is not None
 
+    def __call__(self, *args, **kwargs) -> Layer:
+        """The layer itself: ``nn.Relu()`` is ``nn.Relu``, so a layer without
+        arguments reads like a constructor called with none."""
+        if args or kwargs:
+            raise TypeError(f"{self.name} is a layer, not a constructor: it takes no "
+                            f"arguments (use it as it is); run it with "
+                            f".apply(params, x)")
+        return self
+
 
 def param_count(params) -> int:
     """Total number of scalars in a params (or state) pytree.
@@ -66,9 +77,10 @@ def output_shape(layer: Layer, input_shape: Sequence[int]) -> tuple[int, ...]:
     """``layer``'s output shape for ``input_shape``; only shapes are computed
     (``jax.eval_shape``), no parameters are initialised."""
     box = {}
+    input_shape = check_input_shape(layer.name, input_shape)
 
     def init(key):
-        out, params = layer.init(key, tuple(input_shape))
+        out, params = layer.init(key, input_shape)
         box["out"] = tuple(out)
         return params
 
@@ -87,8 +99,9 @@ def init_with_state(layer: Layer, key, input_shape) -> tuple[tuple[int, ...], An
       >>> shape, state[1]["mean"].shape, state[0]
       ((-1, 6, 6, 4), (4,), {})
     """
-    out, params = layer.init(key, tuple(input_shape))
-    state = layer.init_state(tuple(input_shape)) if layer.stateful else {}
+    input_shape = check_input_shape(layer.name, input_shape)
+    out, params = layer.init(key, input_shape)
+    state = layer.init_state(input_shape) if layer.stateful else {}
     return tuple(out), params, state
 
 

@@ -17,7 +17,13 @@ Layers with state (:func:`BatchNorm`'s running statistics) also have
 ``init_state(input_shape) -> state``, and their ``apply`` takes ``state=`` and
 returns ``(y, new_state)``; a composition with such a layer inside is stateful
 too.  :func:`init_with_state` / :func:`apply_with_state` call any layer that way
-(the protocol: :mod:`jcnn.layer`).  :func:`residual` adds a skip connection.
+(the protocol: :mod:`jcnn.layer`).  :func:`residual` adds a skip connection;
+:func:`mixed_precision` runs any model in bf16/f16 with f32 parameters.
+
+Every layer is used the same way: a constructor is called (``nn.Conv(8, 3)``,
+``nn.LeakyRelu(0.1)``), and a layer without arguments is a layer already
+(``nn.Relu``; ``nn.Relu()`` is the same layer).  Window sizes may be one int
+for every spatial dim of the input the model is built on.
 
 Example::
 
@@ -29,19 +35,28 @@ Example::
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 
-from . import activations, adaptive_pooling, linear, pooling
-from .combinators import Identity, residual, serial
-from .convolution import conv, conv_transpose
+from . import activations
+from ._layer_shapes import check_input_shape
+from ._layers_conv import Conv, ConvTranspose, Dense, glorot_uniform, he_normal
+from ._layers_pool import (
+    AdaptiveAvgPool,
+    AdaptiveMaxPool,
+    AvgPool,
+    Flatten,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    MaxPool,
+)
+from ._nn_extra import DropPath, SeparableConv, SpatialDropout, Upsample
+from ._nn_vocab import Elu, Gelu, GroupNorm, HardSwish, InstanceNorm, LayerNorm, Silu, Softplus
+from .combinators import Identity, mixed_precision, residual, serial
 from .layer import Layer, apply_with_state, init_with_state, output_shape, param_count
 from .normalization import batch_norm, batch_norm_inference
-from .padding import PaddingLike
 from .summary import summary, summary_rows
+from .torch_weights import load_torch_state_dict, momentum_from_torch
 
 __all__ = [
     "AdaptiveAvgPool",
@@ -51,23 +66,38 @@ __all__ = [
     "Conv",
     "ConvTranspose",
     "Dense",
+    "DropPath",
     "Dropout",
+    "Elu",
     "Flatten",
+    "Gelu",
     "GlobalAvgPool",
     "GlobalMaxPool",
+    "GroupNorm",
+    "HardSwish",
     "Identity",
+    "InstanceNorm",
     "Layer",
+    "LayerNorm",
     "LeakyRelu",
     "LogSoftmax",
     "MaxPool",
     "Relu",
+    "SeparableConv",
     "Sigmoid",
+    "Silu",
     "Softmax",
+    "Softplus",
+    "SpatialDropout",
     "Tanh",
+    "Upsample",
     "apply_with_state",
     "glorot_uniform",
     "he_normal",
     "init_with_state",
+    "load_torch_state_dict",
+    "mixed_precision",
+    "momentum_from_torch",
     "output_shape",
     "param_count",
     "residual",
@@ -77,269 +107,19 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------- initialisers
-# ``w_init`` is a JAX initializer, ``init(key, shape, dtype) -> array``: anything
-# from ``jax.nn.initializers`` (whose fan-in/fan-out rule, channels-last —
-# ``in_axis=-2, out_axis=-1``, the window as receptive field — is exactly the
-# layout of jcnn's kernels ``(*window, C_in/groups, C_out)`` and dense
-# ``(D_in, D_out)`` weights).
-he_normal = jax.nn.initializers.he_normal()
-"""He/Kaiming normal, ``N(0, 2 / fan_in)`` (truncated, as JAX's): keeps ReLU
-activations' scale.  The default of the conv layers."""
-glorot_uniform = jax.nn.initializers.glorot_uniform()
-"""Glorot/Xavier uniform, ``U(±sqrt(6 / (fan_in + fan_out)))``: the default of
-:func:`Dense`."""
+for _f in (Conv, ConvTranspose, Dense, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool):
+    _f.__module__ = __name__  # documented (and doctested) as jcnn.nn.X, as numpy's set_module
 
 
-def _check_init(name, w_init):
-    if not callable(w_init):
-        raise TypeError(f"{name}: `w_init` must be a JAX initializer init(key, shape, dtype) "
-                        f"such as jax.nn.initializers.he_normal(), got {w_init!r}")
-    return w_init
-
-
-def _explicit(name, window, what="window"):
-    """A layer's window as a tuple: an int would silently mean "every spatial dim
-    of whatever input arrives", so a 2-D model fed an unbatched ``(H, W, C)``
-    image would build as 1-D."""
-    if isinstance(window, Sequence) and not isinstance(window, str):
-        return tuple(window)
-    raise TypeError(f"{name}: an int `{what}` ({window!r}) does not say how many spatial dims "
-                    f"the layer has; give one per spatial dim, e.g. {what}=({window!r}, "
-                    f"{window!r}) for images")
-
-
-def _shape_of(fn, input_shape, *arg_shapes):
-    """Output shape of ``fn`` on an input of ``input_shape`` (batch -1 → 1), by tracing."""
-    concrete = tuple(1 if d == -1 else d for d in input_shape)
-    structs = [jax.ShapeDtypeStruct(concrete, jnp.float32)]
-    structs += [jax.ShapeDtypeStruct(s, jnp.float32) for s in arg_shapes]
-    out = jax.eval_shape(fn, *structs).shape
-    return (input_shape[0], *out[1:])
-
-
-def _window_for(name, input_shape, win) -> tuple[int, ...]:
-    """Check that ``input_shape`` is ``(N, *spatial, C)`` with ``len(win)`` spatial dims."""
-    nd = len(input_shape) - 2
-    if nd < 1 or len(win) != nd:
-        raise ValueError(
-            f"{name}: input shape {tuple(input_shape)} does not match the window {win} "
-            f"(need (N, *spatial, C) with {len(win)} spatial dims)"
-        )
-    return win
-
-
-def _weights(key, w_shape, w_init, n_out, use_bias):
-    """``{"w": w_init(key, shape, f32), "b": zeros}`` (no ``"b"`` without a bias)."""
-    params = {"w": w_init(key, w_shape, jnp.float32)}
-    if use_bias:
-        params["b"] = jnp.zeros((n_out,), jnp.float32)
-    return params
-
-
-def _no_params(key, input_shape):
-    return tuple(input_shape), {}
-
-
-# ----------------------------------------------------------------- layers
-def Conv(
-    out_channels: int,
-    window: int | Sequence[int],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = "VALID",
-    dilation: int | Sequence[int] = 1,
-    groups: int = 1,
-    padding_mode: str = "zeros",
-    use_bias: bool = True,
-    w_init=he_normal,
-) -> Layer:
-    """N-d convolution layer (:func:`jcnn.conv`); kernel ``(*window, C_in/groups, C_out)``.
-
-    ``window`` has one size per spatial dim (``(3, 3)`` for images): it fixes the
-    layer's rank, and ``init`` rejects an input of another rank.  ``w_init`` is
-    a JAX initializer (``jax.nn.initializers.*``).  Params: ``{"w": kernel,
-    "b": bias}``.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> layer = jcnn.nn.Conv(8, (3, 3), padding="SAME")
-      >>> layer.init(jax.random.key(0), (-1, 28, 28, 1))[0]
-      (-1, 28, 28, 8)
-    """
-    window = _explicit("Conv", window)
-    w_init = _check_init("Conv", w_init)
-    opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                padding_mode=padding_mode)
-
+def _no_params(name):
     def init(key, input_shape):
-        win = _window_for("Conv", input_shape, window)
-        c_in = input_shape[-1]
-        if c_in % groups:
-            raise ValueError(f"Conv: `groups` (={groups}) must divide the input channels "
-                             f"(={c_in}) of input shape {tuple(input_shape)}")
-        w_shape = (*win, c_in // groups, out_channels)
-        out_shape = _shape_of(lambda x, w: conv(x, w, **opts), input_shape, w_shape)
-        return out_shape, _weights(key, w_shape, w_init, out_channels, use_bias)
+        return check_input_shape(name, input_shape), {}
 
-    def apply(params, x, *, key=None, train=False):
-        return conv(x, params["w"], params.get("b"), **opts)
-
-    config = dict(out_channels=out_channels, window=window, use_bias=use_bias, **opts)
-    return Layer(init, apply, "Conv", (), tuple(config.items()))
-
-
-def ConvTranspose(
-    out_channels: int,
-    window: int | Sequence[int],
-    *,
-    stride: int | Sequence[int] = 1,
-    padding: PaddingLike = 0,
-    output_padding: int | Sequence[int] = 0,
-    dilation: int | Sequence[int] = 1,
-    groups: int = 1,
-    use_bias: bool = True,
-    w_init=jax.nn.initializers.he_normal(in_axis=-1, out_axis=-2),
-) -> Layer:
-    """Transposed convolution layer (:func:`jcnn.conv_transpose`), PyTorch's
-    shapes; kernel ``(*window, C_out/groups, C_in)`` (so the default He
-    initializer reads its fan-in from the last axis); ``window`` one size per
-    spatial dim.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> layer = jcnn.nn.ConvTranspose(4, (2, 2), stride=2)
-      >>> layer.init(jax.random.key(0), (-1, 7, 7, 8))[0]
-      (-1, 14, 14, 4)
-    """
-    window = _explicit("ConvTranspose", window)
-    w_init = _check_init("ConvTranspose", w_init)
-    opts = dict(stride=stride, padding=padding, output_padding=output_padding,
-                dilation=dilation, groups=groups)
-
-    def init(key, input_shape):
-        win = _window_for("ConvTranspose", input_shape, window)
-        if out_channels % groups:
-            raise ValueError(f"ConvTranspose: `groups` (={groups}) must divide out_channels "
-                             f"(={out_channels})")
-        c_in = input_shape[-1]
-        w_shape = (*win, out_channels // groups, c_in)
-        out_shape = _shape_of(lambda x, w: conv_transpose(x, w, **opts), input_shape, w_shape)
-        return out_shape, _weights(key, w_shape, w_init, out_channels, use_bias)
-
-    def apply(params, x, *, key=None, train=False):
-        return conv_transpose(x, params["w"], params.get("b"), **opts)
-
-    config = dict(out_channels=out_channels, window=window, use_bias=use_bias, **opts)
-    return Layer(init, apply, "ConvTranspose", (), tuple(config.items()))
-
-
-def Dense(out_features: int, *, use_bias: bool = True, w_init=glorot_uniform) -> Layer:
-    """Fully connected layer (:func:`jcnn.dense`) on ``(N, D)`` inputs; ``w_init`` a
-    JAX initializer.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> jcnn.nn.Dense(10).init(jax.random.key(0), (-1, 64))[0]
-      (-1, 10)
-    """
-    w_init = _check_init("Dense", w_init)
-
-    def init(key, input_shape):
-        if len(input_shape) != 2:
-            raise ValueError(
-                f"Dense: expects (N, D) input, got shape {tuple(input_shape)}; "
-                "put Flatten (or GlobalAvgPool) before it"
-            )
-        d_in = input_shape[1]
-        params = _weights(key, (d_in, out_features), w_init, out_features, use_bias)
-        return (input_shape[0], out_features), params
-
-    def apply(params, x, *, key=None, train=False):
-        return linear.dense(x, params["w"], params.get("b"))
-
-    return Layer(init, apply, "Dense", (), (("out_features", out_features),
-                                            ("use_bias", use_bias)))
-
-
-def _pool_layer(name, fn, **opts) -> Layer:
-    def init(key, input_shape):
-        return _shape_of(lambda x: fn(x, **opts), input_shape), {}
-
-    def apply(params, x, *, key=None, train=False):
-        return fn(x, **opts)
-
-    return Layer(init, apply, name, (), tuple(opts.items()))
-
-
-def MaxPool(window, *, stride=None, padding: PaddingLike = "VALID", ceil_mode=False) -> Layer:
-    """:func:`jcnn.max_pool` as a layer; ``window`` one size per spatial dim.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> jcnn.nn.MaxPool((2, 2)).init(jax.random.key(0), (-1, 28, 28, 8))[0]
-      (-1, 14, 14, 8)
-    """
-    window = _explicit("MaxPool", window)
-    return _pool_layer("MaxPool", pooling.max_pool, window=window, stride=stride,
-                       padding=padding, ceil_mode=ceil_mode)
-
-
-def AvgPool(window, *, stride=None, padding: PaddingLike = "VALID", count_include_pad=True,
-            ceil_mode=False) -> Layer:
-    """:func:`jcnn.avg_pool` as a layer; ``window`` one size per spatial dim.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> jcnn.nn.AvgPool((2, 2)).init(jax.random.key(0), (-1, 28, 28, 8))[0]
-      (-1, 14, 14, 8)
-    """
-    window = _explicit("AvgPool", window)
-    return _pool_layer("AvgPool", pooling.avg_pool, window=window, stride=stride,
-                       padding=padding, count_include_pad=count_include_pad,
-                       ceil_mode=ceil_mode)
-
-
-def AdaptiveAvgPool(output_size) -> Layer:
-    """:func:`jcnn.adaptive_avg_pool` as a layer; ``output_size`` one per spatial dim.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> jcnn.nn.AdaptiveAvgPool((1, 1)).init(jax.random.key(0), (-1, 7, 7, 8))[0]
-      (-1, 1, 1, 8)
-    """
-    output_size = _explicit("AdaptiveAvgPool", output_size, "output_size")
-    return _pool_layer("AdaptiveAvgPool", adaptive_pooling.adaptive_avg_pool,
-                       output_size=output_size)
-
-
-def AdaptiveMaxPool(output_size) -> Layer:
-    """:func:`jcnn.adaptive_max_pool` as a layer; ``output_size`` one per spatial dim.
-
-    Examples:
-      >>> import jax, jcnn
-      >>> jcnn.nn.AdaptiveMaxPool((2, 2)).init(jax.random.key(0), (-1, 7, 7, 8))[0]
-      (-1, 2, 2, 8)
-    """
-    output_size = _explicit("AdaptiveMaxPool", output_size, "output_size")
-    return _pool_layer("AdaptiveMaxPool", adaptive_pooling.adaptive_max_pool,
-                       output_size=output_size)
-
-
-GlobalAvgPool = _pool_layer("GlobalAvgPool", pooling.global_avg_pool)
-GlobalMaxPool = _pool_layer("GlobalMaxPool", pooling.global_max_pool)
-
-
-def _flatten_init(key, input_shape):
-    return (input_shape[0], math.prod(input_shape[1:])), {}
-
-
-Flatten = Layer(_flatten_init, lambda params, x, *, key=None, train=False: linear.flatten(x),
-                "Flatten")
+    return init
 
 
 def _elementwise(name, fn, **config) -> Layer:
-    return Layer(_no_params, lambda params, x, *, key=None, train=False: fn(x), name, (),
+    return Layer(_no_params(name), lambda params, x, *, key=None, train=False: fn(x), name, (),
                  tuple(config.items()))
 
 
@@ -385,7 +165,7 @@ def Dropout(rate: float) -> Layer:
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
-    return Layer(_no_params, apply, "Dropout", (), (("rate", rate),))
+    return Layer(_no_params("Dropout"), apply, "Dropout", (), (("rate", rate),))
 
 
 def BatchNorm(*, momentum: float = 0.9, eps: float = 1e-5, axis_name=None) -> Layer:
@@ -421,7 +201,7 @@ def BatchNorm(*, momentum: float = 0.9, eps: float = 1e-5, axis_name=None) -> La
         return input_shape[-1]
 
     def init(key, input_shape):
-        c = _channels(input_shape)
+        c = _channels(check_input_shape("BatchNorm", input_shape))
         return tuple(input_shape), {"scale": jnp.ones((c,), jnp.float32),
                                     "offset": jnp.zeros((c,), jnp.float32)}
 

@@ -55,6 +55,8 @@ def summary_rows(model: Layer, input_shape: Sequence[int], _prefix: str = "") ->
       >>> [r["name"] for r in nn.summary_rows(nn.residual(inner), (-1, 8, 8, 4))]
       ['0.0.0: Conv', '0.0.1: Relu', '0.1: Identity']
     """
+    if model.name == "mixed_precision":  # a dtype policy around the model: its rows
+        return summary_rows(model.layers[0], input_shape, _prefix)
     layers = model.layers if model.layers and model.name != "residual" else (model,)
     rows, shape = [], tuple(input_shape)
     for i, layer in enumerate(layers):

@@ -76,7 +76,7 @@ def test_init_says_which_layer_breaks():
     with pytest.raises(ValueError, match=r"layer 0 \(Conv\).*does not match the window"):
         nn.serial(nn.Conv(2, (3, 3))).init(KEY, (-1, 6, 1))
     with pytest.raises(TypeError, match="serial: argument 1 is not a Layer"):
-        nn.serial(nn.Relu, nn.Conv)
+        nn.serial(nn.Relu, "relu")
     with pytest.raises(ValueError, match="Dropout: `rate` must be in"):
         nn.Dropout(1.0)
     with pytest.raises(ValueError, match="needs a PRNG `key`"):
@@ -116,14 +116,63 @@ def test_lax_twin_agrees_in_loss_and_gradients():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("make", [lambda: nn.Conv(16, 3), lambda: nn.ConvTranspose(4, 2),
-                                  lambda: nn.MaxPool(2), lambda: nn.AvgPool(2),
-                                  lambda: nn.AdaptiveAvgPool(1)])
-def test_int_windows_in_layers_are_refused(make):
-    """An int window would build a 1-D model from an unbatched (H, W, C) shape."""
-    with pytest.raises(TypeError, match=r"an int `(window|output_size)` .* does not say how "
-                                        r"many spatial dims"):
-        make()
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("int_layer,tuple_layer", [
+    (lambda n: nn.Conv(2, 3, padding=1), lambda n: nn.Conv(2, (3,) * n, padding=1)),
+    (lambda n: nn.ConvTranspose(2, 2, stride=2), lambda n: nn.ConvTranspose(2, (2,) * n,
+                                                                             stride=2)),
+    (lambda n: nn.MaxPool(2), lambda n: nn.MaxPool((2,) * n)),
+    (lambda n: nn.AvgPool(3, stride=1, padding=1), lambda n: nn.AvgPool((3,) * n, stride=1,
+                                                                        padding=1)),
+    (lambda n: nn.AdaptiveAvgPool(1), lambda n: nn.AdaptiveAvgPool((1,) * n)),
+    (lambda n: nn.AdaptiveMaxPool(2), lambda n: nn.AdaptiveMaxPool((2,) * n)),
+])
+def test_an_int_window_is_that_size_in_every_spatial_dim(nd, int_layer, tuple_layer):
+    """``nn.Conv(8, 3)`` on an image is ``nn.Conv(8, (3, 3))``: same shapes, params, outputs."""
+    shape = (2, *(4,) * nd, 2)
+    x = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+    out_i, p_i = int_layer(nd).init(KEY, (-1, *shape[1:]))
+    out_t, p_t = tuple_layer(nd).init(KEY, (-1, *shape[1:]))
+    assert out_i == out_t
+    for a, b in zip(jax.tree_util.tree_leaves(p_i), jax.tree_util.tree_leaves(p_t), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(int_layer(nd).apply(p_i, x), tuple_layer(nd).apply(p_t, x))
+
+
+def test_every_layer_without_arguments_is_used_the_same_way():
+    """A layer that takes no arguments is a layer (``nn.Relu``) and calling it with
+    none gives it back (``nn.Relu()``), as ``nn.LeakyRelu()`` gives a layer."""
+    for layer in (nn.Relu, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax, nn.Flatten,
+                  nn.GlobalAvgPool, nn.GlobalMaxPool, nn.Identity):
+        assert layer() is layer
+    x = jnp.array([[-2.0, 3.0]])
+    model = nn.serial(nn.Relu(), nn.LeakyRelu(), nn.Tanh())
+    _, params = model.init(KEY, (-1, 2))
+    np.testing.assert_allclose(model.apply(params, x), np.tanh([[0.0, 3.0]]), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"Relu is a layer, not a constructor: it takes no "
+                                        r"arguments"):
+        nn.Relu(0.1)
+    with pytest.raises(TypeError, match=r"serial: argument 1 is LeakyRelu, a function that "
+                                        r"makes a layer, not a Layer: call it, e.g. "
+                                        r"nn.LeakyRelu\(...\)"):
+        nn.serial(nn.Relu, nn.LeakyRelu)
+    with pytest.raises(TypeError, match=r"residual: argument 0 is Conv, a function"):
+        nn.residual(nn.Conv)
+
+
+@pytest.mark.parametrize("build", [
+    lambda shape: nn.serial(nn.Conv(4, 3)).init(KEY, shape),
+    lambda shape: nn.Conv(4, 3).init(KEY, shape),
+    lambda shape: nn.MaxPool(2).init(KEY, shape),
+    lambda shape: nn.init_with_state(nn.BatchNorm(), KEY, shape),
+    lambda shape: nn.output_shape(nn.Relu, shape),
+    lambda shape: nn.summary(nn.serial(nn.Conv(4, 3)), shape),
+])
+def test_a_none_batch_is_a_clear_error(build):
+    with pytest.raises(ValueError, match=r"input shape \(None, 8, 8, 3\) gives the batch size "
+                                         r"as None; write -1 for any batch size: "
+                                         r"\(-1, 8, 8, 3\)"):
+        build((None, 8, 8, 3))
 
 
 def test_unbatched_input_shape_is_an_error_not_a_1d_model():
