@@ -163,8 +163,6 @@ def iou_per_class(conf):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1500, help="training steps (default %(default)s)")
-    p.add_argument("--epochs", type=float, default=None,
-                   help="train for this many passes over the training set instead of --steps")
     p.add_argument("--batch-size", type=int, default=16, help="default %(default)s")
     p.add_argument("--lr", type=float, default=3e-3,
                    help="adam's peak learning rate, warmed up then cosine-decayed "
@@ -175,7 +173,9 @@ def parse_args(argv=None):
                    help="channels per U-Net level, comma-separated (default %(default)s)")
     p.add_argument("--groups", type=int, default=4,
                    help="group norm's groups (default %(default)s)")
-    p.add_argument("--train-size", type=int, default=6000, help="default %(default)s")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="generated training images (default: steps × batch size, so every "
+                        "step sees new ones; fewer are cycled through, reshuffled)")
     p.add_argument("--test-size", type=int, default=500,
                    help="held-out images (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="data, init and batch-order seed")
@@ -186,18 +186,19 @@ def parse_args(argv=None):
 
 
 def train(args):
-    """Train on generated shapes; returns ``(model, params, metrics, history)``."""
+    """Train on generated shapes; returns ``(model, params, metrics, history, (x_test,
+    y_test, predictions))``."""
     widths = tuple(int(w) for w in args.widths.split(","))
     if args.size % 2 ** (len(widths) - 1):
         raise SystemExit(f"--size {args.size} must be divisible by 2^{len(widths) - 1} "
                          f"for {len(widths)} levels")
-    x_tr, y_tr = make_shapes(args.train_size, args.size, seed=args.seed)
+    steps = args.steps
+    train_size = args.train_size or steps * args.batch_size
+    x_tr, y_tr = make_shapes(train_size, args.size, seed=args.seed)
     model = unet(widths, groups=args.groups)
     shape = (-1, args.size, args.size, 3)
     assert output_shape(model, shape) == (-1, args.size, args.size, len(CLASSES))
     _, params = model.init(jax.random.key(args.seed), shape)
-    steps = (args.steps if args.epochs is None
-             else max(1, round(args.epochs * args.train_size / args.batch_size)))
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), steps)
     opt = optax.adam(schedule)
     opt_state = opt.init(params)
@@ -211,7 +212,8 @@ def train(args):
         return optax.apply_updates(params, updates), opt_state, loss
 
     rng = np.random.default_rng(args.seed)
-    batch = lambda: rng.choice(args.train_size, args.batch_size, replace=False)  # noqa: E731
+    passes = -(-steps * args.batch_size // train_size)
+    order = np.concatenate([rng.permutation(train_size) for _ in range(passes)])
     t0 = time.perf_counter()
     step = jax.jit(train_step, donate_argnums=(0, 1)).lower(
         params, opt_state, x_tr[:args.batch_size], y_tr[:args.batch_size]).compile()
@@ -219,7 +221,7 @@ def train(args):
     history = []
     t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(steps):
-        idx = batch()
+        idx = order[i * args.batch_size:(i + 1) * args.batch_size]
         params, opt_state, loss = step(params, opt_state, x_tr[idx], y_tr[idx])
         if i % 10 == 0 or i == steps - 1:
             history.append((i, float(loss)))  # float() waits: the clock sees finished steps

@@ -165,17 +165,15 @@ def start_weights(model, key, input_shape, params, state):
     out_shape, init_params, init_state = init_with_state(model, key, input_shape)
     if params is None:
         return init_params, init_state, out_shape
-    for name, given, want in (("params", params, init_params),
-                              ("state", state if model.stateful else {}, init_state)):
-        if given is None:
-            given = want if name == "state" else given
+    state = state if model.stateful and state is not None else init_state
+    for name, given, want in (("params", params, init_params), ("state", state, init_state)):
         g, w = (jax.tree_util.tree_flatten_with_path(t)[0] for t in (given, want))
         shapes = [(jax.tree_util.keystr(p), np.shape(a)) for p, a in g]
         if shapes != [(jax.tree_util.keystr(p), np.shape(a)) for p, a in w]:
             raise ValueError(f"fit: the given `{name}` do not fit the model on input_shape "
                              f"{tuple(input_shape)}: got {shapes[:3]}…, the model has "
                              f"{[(jax.tree_util.keystr(p), np.shape(a)) for p, a in w][:3]}…")
-    return params, (state if model.stateful and state is not None else init_state), out_shape
+    return params, state, out_shape
 
 
 def targets(y_tr, y_te, out_shape, loss, metrics):
@@ -188,7 +186,11 @@ def targets(y_tr, y_te, out_shape, loss, metrics):
         y_tr = labels
         check_labels("fit", y_tr, "y_train", out_shape[-1], ignore)
         if y_te is not None:
-            y_te = labels_for("fit", y_te, "y_test", out_shape)
+            test_labels = labels_for("fit", y_te, "y_test", out_shape)
+            if test_labels is None:
+                raise ValueError(f"fit: y_test ({y_te.dtype}{list(y_te.shape)}) are not class "
+                                 f"labels like y_train's ({y_tr.dtype}{list(y_tr.shape)})")
+            y_te = test_labels
             check_labels("fit", y_te, "y_test", out_shape[-1], ignore)
         if metrics is None:
             metrics = {"accuracy": partial(accuracy, ignore=ignore)}
@@ -196,13 +198,16 @@ def targets(y_tr, y_te, out_shape, loss, metrics):
         if y is not None:
             check_finite("fit", y, name)
     metrics = dict(metrics or {})
+    if "loss" in metrics:
+        raise ValueError("fit: `metrics` may not name one 'loss' (the loss is reported as such)")
     outputs = jax.ShapeDtypeStruct((2, *out_shape[1:]), jnp.float32)
     targets = jax.ShapeDtypeStruct((2, *y_tr.shape[1:]), y_tr.dtype)
     for name, f in (("loss", loss), *((f"metrics[{k!r}]", f) for k, f in metrics.items())):
         try:
             shape = jax.eval_shape(f, outputs, targets).shape
         except Exception as e:
-            raise type(e)(f"fit: {name}(outputs, targets) fails on outputs {outputs.shape} and "
+            kind = type(e) if isinstance(e, (TypeError, ValueError)) else ValueError
+            raise kind(f"fit: {name}(outputs, targets) fails on outputs {outputs.shape} and "
                           f"targets {targets.shape} {targets.dtype}: {e}") from e
         if shape != ():
             raise ValueError(f"fit: {name}(outputs, targets) must return a scalar (a mean "

@@ -12,8 +12,8 @@ the same step runs unchanged, XLA inserts the gradient all-reduce.
 
 from __future__ import annotations
 
-import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -121,16 +121,28 @@ def _state_for(fn, model, state):
     return state if model.stateful else {}
 
 
-@functools.lru_cache(maxsize=32)
+_COMPILED: OrderedDict = OrderedDict()  # (id(model), purpose …) -> (model, jitted function)
+
+
 def _compiled(model, kind, loss, metrics, compute_dtype):
-    """One jitted function per model and purpose (jit then caches one program per shape)."""
-    if compute_dtype is not None:
-        model = mixed_precision(model, compute_dtype)
+    """One jitted function per model and purpose (jit then keeps one program per shape);
+    the 32 most recent are kept.  Keyed by the model's identity: a layer's config
+    may hold lists, and the entry keeps the model alive, so its id stays its own."""
+    key = (id(model), kind, loss, metrics, compute_dtype)
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key][1]
+    wrapped = mixed_precision(model, compute_dtype) if compute_dtype is not None else model
     if kind == "eval":
-        return jax.jit(eval_step_fn(model, loss, dict(metrics)))
-    outputs = {"logits": lambda z: z, "probs": lambda z: jax.nn.softmax(z, -1),
-               "classes": lambda z: jnp.argmax(z, -1)}[kind]
-    return jax.jit(lambda p, s, x: outputs(apply_with_state(model, p, s, x)[0]))
+        fn = jax.jit(eval_step_fn(wrapped, loss, dict(metrics)))
+    else:
+        outputs = {"logits": lambda z: z, "probs": lambda z: jax.nn.softmax(z, -1),
+                   "classes": lambda z: jnp.argmax(z, -1)}[kind]
+        fn = jax.jit(lambda p, s, x: outputs(apply_with_state(wrapped, p, s, x)[0]))
+    _COMPILED[key] = (model, fn)
+    if len(_COMPILED) > 32:
+        _COMPILED.popitem(last=False)
+    return fn
 
 
 def evaluate(model: Layer, params, x, y, *, state=None, loss: Callable = softmax_cross_entropy,
@@ -273,7 +285,7 @@ def fit(
         if x is not None:
             fd.check_inputs("fit", x, name, input_shape)
     init_key = jax.random.key(seed)  # the initial params are model.init(init_key, input_shape)
-    key = jax.random.fold_in(init_key, 1)  # shuffling, dropout, augmentation
+    key = jax.random.fold_in(init_key, 0x5EED)  # data order, dropout: not a layer's init key
     params, state, out_shape = fd.start_weights(model, init_key, input_shape, params, state)
     y_tr, y_te, metrics = fd.targets(y_tr, y_te, out_shape, loss, metrics)
     steps = len(x_tr) // batch_size

@@ -61,6 +61,9 @@ def test_predict_compiles_once_per_model_and_shape():
     assert traces == [(5, 4)]
     predict(model, params, np.ones((6, 4), np.float32))  # another shape: one more trace
     assert len(traces) == 2
+    listed = nn.serial(nn.Conv(2, 3, padding=[[1, 1], [1, 1]]), nn.Flatten)  # a list in config
+    _, p = listed.init(KEY, (-1, 3, 3, 1))
+    assert predict(listed, p, np.ones((2, 3, 3, 1), np.float32), output="logits").shape == (2, 18)
 
 
 def test_predict_and_evaluate_name_their_errors(trained):

@@ -193,6 +193,8 @@ def _with(a, index, value):
                        r"\(-1, 8, 8, 1\)"),
     ((X8, Y8, X8[:0], Y8[:0]), r"fit: the test split is empty"),
     ((X8, Y8, X8, None), r"fit: give both x_test and y_test, or neither"),
+    ((X8, Y8, X8, np.zeros((8, 10), np.float32)), r"fit: y_test \(float32\[8, 10\]\) are not "
+                                                   r"class labels like y_train's"),
     ((X8,), r"fit: `data` must be \(x_train, y_train\)"),
 ])
 def test_fit_checks_the_data_before_the_first_step(data, message):
