@@ -126,23 +126,27 @@ def skip_concat(inner: Layer) -> Layer:
     return Layer(init, apply, "skip_concat", (inner,))
 
 
-def conv_block(channels, groups):
-    return nn.serial(nn.Conv(channels, (3, 3), padding="SAME"), nn.GroupNorm(groups), nn.Relu,
-                     nn.Conv(channels, (3, 3), padding="SAME"), nn.GroupNorm(groups), nn.Relu)
+def conv_block(channels, groups, depth=2):
+    """``depth`` × (3×3 conv, group norm, ReLU)."""
+    return nn.serial(*(layer for _ in range(depth) for layer in (
+        nn.Conv(channels, (3, 3), padding="SAME"), nn.GroupNorm(groups), nn.Relu)))
 
 
 def unet(widths=(12, 24, 48), classes=len(CLASSES), groups=4):
     """A U-Net with one level per width: at each level a conv block, then (but at the
     bottom) a skip connection around pool → the next level → 2×2 transposed conv up,
-    and a conv block on the concatenation; a 1×1 conv to ``classes`` logits."""
+    and a conv block on the concatenation; a 1×1 conv to ``classes`` logits.  The
+    full-resolution level has one conv per block (the costliest level, and it only
+    has to place the edges: the shapes are recognised further down), the others two."""
 
     def level(i):
+        depth = 1 if i == 0 else 2
         if i == len(widths) - 1:
-            return conv_block(widths[i], groups)
+            return conv_block(widths[i], groups, depth)
         down_and_up = nn.serial(nn.MaxPool((2, 2)), level(i + 1),
                                 nn.ConvTranspose(widths[i], (2, 2), stride=2))
-        return nn.serial(conv_block(widths[i], groups), skip_concat(down_and_up),
-                         conv_block(widths[i], groups))
+        return nn.serial(conv_block(widths[i], groups, depth), skip_concat(down_and_up),
+                         conv_block(widths[i], groups, depth))
 
     return nn.serial(level(0), nn.Conv(classes, (1, 1)))
 
