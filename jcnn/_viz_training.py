@@ -11,7 +11,12 @@ __all__ = ["confusion_matrix", "plot_confusion_matrix", "plot_training_curves"]
 
 
 def plot_training_curves(history, path) -> dict:
-    """Loss and accuracy per epoch (``history`` with train/test loss and accuracy lists).
+    """One panel per quantity, train and test per epoch: the loss, then every metric.
+
+    ``history`` is ``fit``'s :class:`History` or a dict of lists with the same
+    names: ``train_loss`` and, when present, ``test_loss``, ``train_<metric>``,
+    ``test_<metric>`` (``accuracy`` for a classifier, ``mae`` … for a regression).
+    Returns the epoch count and the panels drawn.
 
     Examples:
       >>> import pathlib, tempfile, numpy as np
@@ -20,25 +25,31 @@ def plot_training_curves(history, path) -> dict:
       >>> h = {'train_loss': [1.0, 0.5], 'test_loss': [1.1, 0.6],
       ...      'train_accuracy': [0.5, 0.8], 'test_accuracy': [0.4, 0.7]}
       >>> viz.plot_training_curves(h, out / 't.png')
-      {'epochs': 2}
+      {'epochs': 2, 'panels': ['loss', 'accuracy']}
+      >>> viz.plot_training_curves({'train_loss': [0.3, 0.2, 0.1]}, out / 'r.png')
+      {'epochs': 3, 'panels': ['loss']}
     """
     from matplotlib.ticker import MaxNLocator
 
     h = history if isinstance(history, dict) else history.as_dict()
+    if "train_loss" not in h:
+        raise ValueError(f"plot_training_curves: the history has no 'train_loss'; it has "
+                         f"{sorted(h)}")
     epochs = np.arange(1, len(h["train_loss"]) + 1)
-    fig, (a, b) = style.figure(1, 2, figsize=(9, 3.5))
-    a.plot(epochs, h["train_loss"], "o-", label="train")
-    a.plot(epochs, h["test_loss"], "o-", label="test")
-    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    a.legend()
-    b.plot(epochs, h["train_accuracy"], "o-", label="train")
-    b.plot(epochs, h["test_accuracy"], "o-", label="test")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    b.legend()
-    for ax in (a, b):
+    panels = ["loss"] + [k[len("train_"):] for k in h
+                         if k.startswith("train_") and k != "train_loss"]
+    panels += [k[len("test_"):] for k in h if k.startswith("test_")
+               and k[len("test_"):] not in panels]
+    fig, axes = style.figure(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        for split in ("train", "test"):
+            if f"{split}_{name}" in h:
+                ax.plot(epochs, h[f"{split}_{name}"], "o-", label=split)
+        ax.set(xlabel="epoch", ylabel=name, title=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
     style.save(fig, path)
-    return {"epochs": len(epochs)}
+    return {"epochs": len(epochs), "panels": panels}
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

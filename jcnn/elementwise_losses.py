@@ -104,7 +104,8 @@ def mean_squared_error(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike,
     Derivative ``2(ŷ − y)`` for the prediction, ``−2(ŷ − y)`` for the target.
 
     Args:
-      pred, target: floats of one shape.
+      pred: the prediction ``ŷ``, floats.
+      target: the target ``y``, floats of ``pred``'s shape.
       reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
     Returns:
@@ -146,7 +147,8 @@ def huber_loss(pred: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *,
     capped at ``δ``, so outliers pull no harder than ``δ``.
 
     Args:
-      pred, target: floats of one shape.
+      pred: the prediction ``ŷ``, floats.
+      target: the target ``y``, floats of ``pred``'s shape.
       delta: the threshold ``δ > 0``.
       reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 

@@ -137,7 +137,8 @@ def layer_norm(x: jax.typing.ArrayLike, scale: jax.typing.ArrayLike,
 
     Args:
       x: a float array, e.g. ``(N, *spatial, C)``.
-      scale, offset: γ and β, shaped like ``x``'s ``axes``.
+      scale: γ, shaped like ``x``'s ``axes``.
+      offset: β, shaped like ``x``'s ``axes``.
       axes: the axis or axes the statistics run over.
       eps: added to the variance, ``> 0``.
 
@@ -185,7 +186,8 @@ def group_norm(x: jax.typing.ArrayLike, scale: jax.typing.ArrayLike,
 
     Args:
       x: ``(N, *spatial, C)`` (no spatial axes, ``(N, C)``, is allowed).
-      scale, offset: γ and β, ``(C,)``.
+      scale: γ, ``(C,)``.
+      offset: β, ``(C,)``.
       groups: how many channel groups; must divide ``C``.
       eps: added to the variance, ``> 0``.
 
@@ -224,7 +226,8 @@ def instance_norm(x: jax.typing.ArrayLike, scale: jax.typing.ArrayLike,
 
     Args:
       x: ``(N, *spatial, C)`` with at least one spatial axis.
-      scale, offset: γ and β, ``(C,)``.
+      scale: γ, ``(C,)``.
+      offset: β, ``(C,)``.
       eps: added to the variance, ``> 0``.
 
     Returns:

@@ -247,15 +247,38 @@ def global_avg_pool(x: jax.typing.ArrayLike) -> jax.Array:
 
 
 def _global(fn, nd, x, pool):
+    """Both global pools reduce the flattened positions ``(N, H·W·…, C)``: no window
+    sizes are asked for, so a symbolic (exported) image size pools as a concrete one."""
     x = as_float_array(x, "x", fn)
-    window = x.shape[1:-1]
     if nd is not None:
         spatial_dims(fn, x, None, "window", nd)
     elif x.ndim < 3:
         check_batched(x, "x", fn)
-    args = (True, False) if pool is _avg_pool_nd else (False,)
-    return pool(fn, None, x, tuple(window), None, "VALID", *args).reshape(
-        x.shape[0], x.shape[-1])
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    if pool is _max_pool_nd:
+        return _global_max(flat, flat.shape[1])
+    total = jnp.sum(flat, axis=1, dtype=acc_dtype(x.dtype))
+    return (total / flat.shape[1]).astype(x.dtype)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _global_max(flat, positions):
+    return _global_max_fwd(flat, positions)[0]
+
+
+def _global_max_fwd(flat, positions):
+    # argmax takes the first maximum (a NaN counts as the largest), the rule above
+    idx = jnp.argmax(flat, axis=1, keepdims=True)
+    return jnp.take_along_axis(flat, idx, axis=1)[:, 0], idx
+
+
+def _global_max_bwd(positions, idx, g):
+    """Each ``(n, c)`` cotangent goes to the position of its first maximum."""
+    hit = jnp.arange(positions)[None, :, None] == idx
+    return (jnp.where(hit, g[:, None, :], jnp.zeros((), g.dtype)),)
+
+
+_global_max.defvjp(_global_max_fwd, _global_max_bwd)
 
 
 # --------------------------------------------------------------------------- #

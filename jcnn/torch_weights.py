@@ -39,7 +39,8 @@ jcnn's default ``0.9``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -270,8 +271,9 @@ _CONVERTERS = {
 }
 
 
-def load_torch_state_dict(model: Layer, params, state, state_dict: Mapping, *,
-                          input_shape) -> tuple:
+def load_torch_state_dict(model: Layer, params: Any, state: Any,
+                          state_dict: Mapping, *,
+                          input_shape: Sequence[int]) -> tuple[Any, Any]:
     """Copy a PyTorch ``state_dict`` into ``model``'s params and state.
 
     ``state_dict`` maps PyTorch's names to arrays (``{k: v.numpy() for k, v in
@@ -284,8 +286,9 @@ def load_torch_state_dict(model: Layer, params, state, state_dict: Mapping, *,
 
     Args:
       model: the jcnn model, built to mirror the PyTorch one layer for layer.
-      params, state: what ``nn.init_with_state(model, key, input_shape)`` gave
-        (``state`` is ``{}`` for a stateless model): the target shapes and dtypes.
+      params: what ``nn.init_with_state(model, key, input_shape)`` gave: the
+        target shapes and dtypes.
+      state: its state (``{}`` for a stateless model).
       state_dict: PyTorch's parameter and buffer names → arrays.
       input_shape: the model's channels-last input shape, e.g. ``(-1, 32, 32, 3)``
         (the flatten's permutation depends on the spatial size).

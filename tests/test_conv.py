@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import ConvCase, conv_cases, finite_difference_check
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 from oracles import lax_conv
@@ -142,6 +142,7 @@ def test_vjp_matches_lax_and_plain_autodiff(case):
         np.testing.assert_allclose(dw, want_lax[1], rtol=1e-10, atol=1e-10, err_msg=path)
 
 
+@settings(max_examples=max(20, settings.default.max_examples // 4))  # second order: slow
 @given(conv_cases(max_kernel=4, batch=(1, 2)))
 def test_second_order_matches_plain_autodiff(case):
     """Reverse-over-reverse (Hessian-vector products) against plain autodiff's.
@@ -175,6 +176,7 @@ def test_second_order_matches_plain_autodiff(case):
     np.testing.assert_allclose(hw, rw, rtol=1e-9, atol=1e-10)
 
 
+@settings(max_examples=max(20, settings.default.max_examples // 4))  # second order: slow
 @given(conv_cases(max_kernel=3, max_stride=2, max_dilation=2, batch=(1,)))
 def test_finite_differences_order_2(case):
     """First and second (reverse-over-reverse) derivatives vs central differences."""
@@ -273,6 +275,7 @@ def test_jit_and_vmap():
 _TOLERANCE = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2, jnp.float16: 2e-3}
 
 
+@settings(max_examples=max(20, settings.default.max_examples // 4))  # three dtypes each
 @given(case=conv_cases(nd=2, max_kernel=3, batch=(1,)))
 def test_low_precision_within_tolerance(case):
     """f32/bf16/f16 values and gradients vs the f64 oracle on the same rounded inputs."""

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import finite_difference_check, transpose_cases
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from oracles import lax_conv, lax_conv_transpose
 
 import jcnn
@@ -74,6 +74,7 @@ def test_conv_transpose_matches_oracles(c):
         np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10)
 
 
+@settings(max_examples=max(20, settings.default.max_examples // 4))  # second order: slow
 @given(transpose_cases())
 def test_conv_transpose_second_order(c):
     x, w, b = _arrays(c)

@@ -79,9 +79,6 @@ def test_a_training_step_ships_with_a_symbolic_batch():
     _same(shipped, grads, params, state, _x(3, 8, 8, 2), jnp.array([0, 2, 1], jnp.int32))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "jcnn.global_avg_pool pools with window = x.shape[1:-1], and the padding rules ask "
-    "each size for a Python int: a symbolic h fails ('`window` must be an integer, got h')"))
 def test_a_fully_convolutional_model_ships_with_symbolic_image_sizes():
     model = nn.serial(nn.Conv(4, 3, padding="SAME"), nn.BatchNorm(), nn.Relu,
                       nn.Conv(4, 3, padding=1), nn.Relu, nn.GlobalAvgPool, nn.Dense(3))

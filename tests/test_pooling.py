@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import PoolCase, finite_difference_check, pool_cases
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 from oracles import lax_max_pool, lax_sum_pool
@@ -166,6 +166,7 @@ def test_max_pool_ceil_mode_matches_loop_oracle(case, ceil_mode):
         np.testing.assert_array_equal(y[(slice(None), *p, slice(None))], np.max(vals, 0))
 
 
+@settings(max_examples=max(20, settings.default.max_examples // 4))  # second order: slow
 @given(pool_cases())
 def test_pools_second_order_reverse(case):
     """First and second order derivatives of both pools vs central differences."""
@@ -231,6 +232,22 @@ def test_global_pools(pool, ref, shape):
                                rtol=1e-12)
     g = jax.grad(lambda x: jnp.sum(pool(x)))(x)
     assert np.allclose(g.reshape(shape[0], -1, shape[-1]).sum(1), 1.0)
+
+
+def test_global_max_routes_ties_and_nans_as_the_windowed_max_pool():
+    """The global pools reduce the flattened positions; their first-max rule (ties,
+    NaN, all −inf) must be the windowed max pool's over one whole-image window."""
+    x = np.random.default_rng(2).integers(0, 3, (3, 4, 5, 2)).astype(np.float64)
+    x[1, 2, 3, 0] = np.nan
+    x[2, :, :, 1] = -np.inf
+    g = np.random.default_rng(3).standard_normal((3, 2))
+    y, vjp = jax.vjp(jcnn.global_max_pool, x)
+    y_w, vjp_w = jax.vjp(lambda x: jcnn.max_pool2d(x, (4, 5))[:, 0, 0, :], x)
+    np.testing.assert_array_equal(y, y_w)
+    np.testing.assert_array_equal(vjp(g)[0], vjp_w(g)[0])
+    low = jnp.ones((1, 40, 40, 1), jnp.bfloat16)
+    assert jcnn.global_avg_pool(low).dtype == jnp.bfloat16
+    assert float(jcnn.global_avg_pool(low)[0, 0]) == 1.0  # 1,600 ones summed in f32
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])

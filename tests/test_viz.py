@@ -160,6 +160,21 @@ def test_every_picture_writes_a_png(images, tmp_path, figures):
     assert figures == [f"{i}.png" for i in range(1, 10)]  # each checked by the fixture
 
 
+def test_training_curves_draw_any_metric_and_no_test_split(tmp_path):
+    """A regression history (no accuracy) and one without a test split both draw."""
+    from jcnn.training import History
+
+    reg = History({"train_loss": [0.3, 0.2], "test_loss": [0.4, 0.3], "train_mae": [0.5, 0.4],
+                   "test_mae": [0.6, 0.5], "seconds": [1.0, 1.0]})
+    assert viz.plot_training_curves(reg, tmp_path / "r.png") == {"epochs": 2,
+                                                                 "panels": ["loss", "mae"]}
+    alone = {"train_loss": [1.0, 0.5, 0.2]}
+    assert viz.plot_training_curves(alone, tmp_path / "a.png")["panels"] == ["loss"]
+    assert _png(tmp_path / "r.png") and _png(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="plot_training_curves: the history has no"):
+        viz.plot_training_curves({"loss": [1.0]}, tmp_path / "x.png")
+
+
 def test_the_picture_checks_can_fail():
     """Red digits on a dark cell, white on yellow and two titles on top of each other
     are caught (the old §9 and §4 pictures)."""
