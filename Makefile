@@ -2,7 +2,7 @@
 # Each creates .venv if it is missing, installs jcnn into it, then runs.
 PY := .venv/bin/python
 
-.PHONY: demo test docs thorough bench pictures gpu-offline
+.PHONY: demo test docs thorough bench pictures gpu-offline test-jax011
 
 $(PY):
 	python3 -m venv .venv
@@ -57,3 +57,10 @@ $(GPU_PY):
 
 gpu-offline: $(GPU_PY)
 	$(GPU_PY) -m benchmarks.gpu_offline $(GPU_OFFLINE_ARGS)
+
+# The whole suite on the newer jax of .venv-gpu (0.11.2, Python >= 3.12, with the CUDA
+# plugin, so the CUDA-lowering tests run against an abstract device); TESTS picks files
+TESTS ?= tests
+test-jax011: $(GPU_PY)
+	$(GPU_PY) -m pip install -q -e ".[test]"
+	$(GPU_PY) -m pytest -n 2 -q $(TESTS)
